@@ -1,0 +1,154 @@
+//! `plugin` is the only module that imports wasmtime: it finds plugin components,
+//! compiles and instantiates them, grants capabilities and implements the host side
+//! of `sdk/wit/plugin.wit`. No wasmtime type crosses its API.
+//!
+//! OWNER NOTE (remove when implemented): minimal host for the engine-core issue:
+//! component model + async on tokio, WASI p2 with no filesystem/env, TCP limited to
+//! the granted `host:port`s, a fresh instance per call from an `InstancePre`, a
+//! wall-clock timeout per call.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::plan::EffectClass;
+
+/// Where plugins are found and what every call may use.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// Directories searched for `NAME.wasm` components.
+    pub plugin_dirs: Vec<PathBuf>,
+    /// Wall-clock limit of one call when the step sets no timeout.
+    pub default_timeout: Duration,
+}
+
+/// A plugin's self-description, read from its `manifest()` export.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    pub actions: Vec<ActionInfo>,
+    /// sha256 (hex) of the component file.
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionInfo {
+    pub name: String,
+    pub description: String,
+    pub params_schema: Value,
+    pub output_schema: Value,
+    pub effect: EffectClass,
+    pub inverse: Option<String>,
+}
+
+impl Manifest {
+    pub fn action(&self, name: &str) -> Option<&ActionInfo> {
+        self.actions.iter().find(|a| a.name == name)
+    }
+}
+
+/// Who calls and why; becomes the WIT `context`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallContext {
+    pub run_id: String,
+    pub step_id: String,
+    pub attempt: u32,
+    /// `run/step/attempt`.
+    pub idempotency_key: String,
+}
+
+/// One call of a plugin action.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// Plugin name and semver requirement (`probe`, `0.1`).
+    pub plugin: String,
+    pub version: String,
+    pub action: String,
+    pub params: Value,
+    pub ctx: CallContext,
+    /// `host:port` endpoints (already rendered) the call may connect to over TCP.
+    pub connect: Vec<String>,
+    /// Wall-clock limit of this call; `None` uses the host's default.
+    pub timeout: Option<Duration>,
+}
+
+/// What `observe` found out about an action's effect.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observation {
+    Done(Value),
+    NotDone,
+    Unknown(String),
+}
+
+/// Why a plugin call did not return an output. The variants let retry policy decide:
+/// only `Failed { retryable: true }` and `Timeout` are worth another attempt.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("plugin `{name}` not found in {dirs}: install NAME.wasm there or pass --plugin-dir")]
+    NotFound { name: String, dirs: String },
+    #[error("plugin `{name}` is version {found}, but the plan asks for {wanted}")]
+    Version { name: String, found: String, wanted: String },
+    #[error("loading plugin {path}: {message}")]
+    Load { path: String, message: String },
+    #[error("plugin `{plugin}` has no action `{action}`")]
+    UnknownAction { plugin: String, action: String },
+    #[error("{message}")]
+    Failed { message: String, retryable: bool },
+    #[error("plugin trapped: {message}")]
+    Trap { message: String },
+    #[error("timed out after {}", humantime::format_duration(*.after))]
+    Timeout { after: Duration },
+    #[error("plugin returned invalid output: {message}")]
+    InvalidOutput { message: String },
+}
+
+impl Error {
+    pub fn retryable(&self) -> bool {
+        matches!(self, Error::Failed { retryable: true, .. } | Error::Timeout { .. })
+    }
+}
+
+/// What the executor needs from plugins. `Host` is the real implementation; the
+/// executor's unit tests use an in-process one.
+pub trait Invoker: Send + Sync + 'static {
+    /// Loads the plugin (once per process) and returns its manifest.
+    fn manifest(
+        &self,
+        plugin: &str,
+        version: &str,
+    ) -> impl Future<Output = Result<Arc<Manifest>, Error>> + Send;
+    fn invoke(&self, call: Call) -> impl Future<Output = Result<Value, Error>> + Send;
+    fn observe(&self, call: Call) -> impl Future<Output = Result<Observation, Error>> + Send;
+}
+
+/// The wasmtime component host.
+pub struct Host {
+    _config: HostConfig,
+}
+
+impl Host {
+    pub fn new(config: HostConfig) -> Result<Host, Error> {
+        let _ = config;
+        unimplemented!("plugin::Host::new")
+    }
+}
+
+impl Invoker for Host {
+    async fn manifest(&self, plugin: &str, version: &str) -> Result<Arc<Manifest>, Error> {
+        let _ = (plugin, version);
+        unimplemented!("Host::manifest")
+    }
+    async fn invoke(&self, call: Call) -> Result<Value, Error> {
+        let _ = call;
+        unimplemented!("Host::invoke")
+    }
+    async fn observe(&self, call: Call) -> Result<Observation, Error> {
+        let _ = call;
+        unimplemented!("Host::observe")
+    }
+}

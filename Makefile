@@ -1,0 +1,27 @@
+# One command builds everything, plugins included. Every build shares one target dir
+# outside the clone so wasmtime/cranelift compile once per machine, not per clone.
+CARGO_TARGET_DIR ?= $(HOME)/.cache/medic/target
+export CARGO_TARGET_DIR
+PLUGIN_DIST := $(CURDIR)/plugins/dist
+
+.PHONY: all build plugins test demo lint bench clean-dist
+
+all: build
+
+# Plugins are their own workspace, built for wasm32-wasip2 (each a WASI component).
+plugins:
+	rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
+	cd plugins && cargo build --release --target wasm32-wasip2
+	mkdir -p $(PLUGIN_DIST)
+	for f in $(CARGO_TARGET_DIR)/wasm32-wasip2/release/*.wasm; do cp "$$f" $(PLUGIN_DIST)/; done
+
+build: plugins
+	cargo build --release --workspace
+
+test: build
+	cargo test --release --workspace
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --release --workspace --all-targets -- -D warnings
+	cd plugins && cargo fmt --all -- --check && cargo clippy --release --target wasm32-wasip2 -- -D warnings

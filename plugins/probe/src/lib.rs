@@ -45,6 +45,42 @@ impl Plugin for Probe {
                 .output(object_with(&[("slept_ms", json!({"type": "integer"}))])),
         )
         .action(
+            Action::new("spin", Effect::ReadOnly)
+                .description("Busy-loops for `ms` milliseconds without yielding (tests CPU limits)")
+                .params(json!({
+                    "type": "object",
+                    "properties": {"ms": {"type": "integer", "minimum": 0}},
+                    "required": ["ms"],
+                    "additionalProperties": false
+                }))
+                .output(object_with(&[("spun_ms", json!({"type": "integer"}))])),
+        )
+        .action(
+            Action::new("alloc", Effect::ReadOnly)
+                .description("Allocates and touches `mib` MiB of memory (tests memory limits)")
+                .params(json!({
+                    "type": "object",
+                    "properties": {"mib": {"type": "integer", "minimum": 0}},
+                    "required": ["mib"],
+                    "additionalProperties": false
+                }))
+                .output(object_with(&[(
+                    "allocated_mib",
+                    json!({"type": "integer"}),
+                )])),
+        )
+        .action(
+            Action::new("crash", Effect::ReadOnly)
+                .description("Panics with `message` (tests trap handling)")
+                .params(json!({
+                    "type": "object",
+                    "properties": {"message": {"type": "string"}},
+                    "required": ["message"],
+                    "additionalProperties": false
+                }))
+                .output(json!({"type": "object"})),
+        )
+        .action(
             Action::new("tcp-check", Effect::ReadOnly)
                 .description("Opens (and closes) a TCP connection to `address`")
                 .params(json!({
@@ -95,6 +131,9 @@ impl Plugin for Probe {
         match action {
             "noop" => noop(action, params),
             "sleep" => sleep(action, params),
+            "spin" => spin(action, params),
+            "alloc" => alloc(action, params),
+            "crash" => crash(action, params),
             "tcp-check" => tcp_check(action, params),
             "http-check" => http_check(action, params),
             "counter-add" => counter::add(ctx, action, params, 1),
@@ -108,7 +147,9 @@ impl Plugin for Probe {
             "counter-add" | "counter-sub" => counter::observe(ctx, action, params),
             // Read-only actions leave no effect to find: running them again is both
             // safe and the only way to get their output.
-            "noop" | "sleep" | "tcp-check" | "http-check" => Ok(Observation::NotDone),
+            "noop" | "sleep" | "spin" | "alloc" | "crash" | "tcp-check" | "http-check" => {
+                Ok(Observation::NotDone)
+            }
             other => Err(Failure::unknown_action(other)),
         }
     }
@@ -149,6 +190,50 @@ fn sleep(action: &str, params: Value) -> Result<Value, Failure> {
     let p: Params = medic_sdk::params(action, params)?;
     std::thread::sleep(Duration::from_millis(p.ms));
     Ok(json!({"slept_ms": p.ms}))
+}
+
+fn spin(action: &str, params: Value) -> Result<Value, Failure> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Params {
+        ms: u64,
+    }
+    let p: Params = medic_sdk::params(action, params)?;
+    let deadline = std::time::Instant::now() + Duration::from_millis(p.ms);
+    let mut x: u64 = 1;
+    // Mostly pure computation between clock reads: the host has to interrupt it.
+    while std::time::Instant::now() < deadline {
+        for _ in 0..1_000_000 {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+    }
+    Ok(json!({"spun_ms": p.ms}))
+}
+
+fn alloc(action: &str, params: Value) -> Result<Value, Failure> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Params {
+        mib: usize,
+    }
+    let p: Params = medic_sdk::params(action, params)?;
+    let mut block = vec![0u8; p.mib << 20];
+    // Touch every page so the allocation is real, not just reserved.
+    for i in (0..block.len()).step_by(4096) {
+        block[i] = 1;
+    }
+    std::hint::black_box(&block);
+    Ok(json!({"allocated_mib": p.mib}))
+}
+
+fn crash(action: &str, params: Value) -> Result<Value, Failure> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Params {
+        message: String,
+    }
+    let p: Params = medic_sdk::params(action, params)?;
+    panic!("{}", p.message);
 }
 
 fn tcp_check(action: &str, params: Value) -> Result<Value, Failure> {

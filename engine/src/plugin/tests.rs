@@ -455,3 +455,90 @@ async fn a_panicking_plugin_traps_with_its_reason_and_message() {
     }
     assert!(!err.retryable());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_first_calls_compile_the_plugin_once() {
+    // A fresh host, so this test sees the very first load.
+    let host = Arc::new(
+        Host::new(HostConfig {
+            plugin_dirs: vec![PathBuf::from("/nonexistent"), dist_dir()],
+            default_timeout: Duration::from_secs(10),
+        })
+        .unwrap(),
+    );
+    let loads: Vec<_> = (0..4)
+        .map(|_| {
+            let host = host.clone();
+            tokio::spawn(async move { host.manifest("probe", "0.1").await.unwrap() })
+        })
+        .collect();
+    let mut manifests = Vec::new();
+    for load in loads {
+        manifests.push(load.await.unwrap());
+    }
+    assert!(manifests.iter().all(|m| Arc::ptr_eq(m, &manifests[0])));
+}
+
+/// Records the guest log events the host turns into `tracing` events.
+#[derive(Clone, Default)]
+struct GuestEvents(Arc<Mutex<Vec<(tracing::Level, String)>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for GuestEvents {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        if event.metadata().target() != "medic::plugin::guest" {
+            return;
+        }
+        struct Fields(String);
+        impl tracing::field::Visit for Fields {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0.push_str(&format!("{}={value:?} ", field.name()));
+            }
+        }
+        let mut fields = Fields(String::new());
+        event.record(&mut fields);
+        let level = *event.metadata().level();
+        self.0.lock().unwrap().push((level, fields.0));
+    }
+}
+
+// current_thread: the guest runs on this thread, under this thread's subscriber.
+#[tokio::test(flavor = "current_thread")]
+async fn guest_log_lines_become_tracing_events_with_the_call_context() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let events = GuestEvents::default();
+    let subscriber = tracing_subscriber::registry().with(events.clone());
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let target = CounterTarget::start();
+    let params = json!({"address": target.address, "counter": "logged", "amount": 2});
+    host()
+        .invoke(call(
+            "counter-add",
+            params,
+            std::slice::from_ref(&target.address),
+        ))
+        .await
+        .unwrap();
+
+    let events = events.0.lock().unwrap().clone();
+    let (level, fields) = events
+        .iter()
+        .find(|(_, f)| f.contains("ADD logged 2"))
+        .unwrap_or_else(|| panic!("no guest log event for the ADD in {events:?}"));
+    assert_eq!(*level, tracing::Level::DEBUG);
+    for expected in [
+        "plugin=probe",
+        "run_id=run-1",
+        "step_id=step-1",
+        "attempt=1",
+    ] {
+        assert!(
+            fields.contains(expected),
+            "{expected} missing from {fields}"
+        );
+    }
+}

@@ -2,10 +2,8 @@
 //! compiles and instantiates them, grants capabilities and implements the host side
 //! of `sdk/wit/plugin.wit`. No wasmtime type crosses its API.
 //!
-//! OWNER NOTE (remove when implemented): minimal host for the engine-core issue:
-//! component model + async on tokio, WASI p2 with no filesystem/env, TCP limited to
-//! the granted `host:port`s, a fresh instance per call from an `InstancePre`, a
-//! wall-clock timeout per call.
+//! Files: `host` (engine, compile cache, one call in a fresh store), `wasi` (what a
+//! call's store may reach), `bindings` (the WIT bindings and their conversions).
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -15,6 +13,12 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::plan::EffectClass;
+
+mod bindings;
+mod host;
+mod wasi;
+
+pub use host::{Host, MEMORY_LIMIT, OUTPUT_LIMIT};
 
 /// Where plugins are found and what every call may use.
 #[derive(Debug, Clone)]
@@ -92,7 +96,11 @@ pub enum Error {
     #[error("plugin `{name}` not found in {dirs}: install NAME.wasm there or pass --plugin-dir")]
     NotFound { name: String, dirs: String },
     #[error("plugin `{name}` is version {found}, but the plan asks for {wanted}")]
-    Version { name: String, found: String, wanted: String },
+    Version {
+        name: String,
+        found: String,
+        wanted: String,
+    },
     #[error("loading plugin {path}: {message}")]
     Load { path: String, message: String },
     #[error("plugin `{plugin}` has no action `{action}`")]
@@ -105,11 +113,20 @@ pub enum Error {
     Timeout { after: Duration },
     #[error("plugin returned invalid output: {message}")]
     InvalidOutput { message: String },
+    /// The call broke a host limit (memory, output size); retrying would break it again.
+    #[error("plugin broke its {what} limit: {message}")]
+    Limit { what: String, message: String },
 }
 
 impl Error {
     pub fn retryable(&self) -> bool {
-        matches!(self, Error::Failed { retryable: true, .. } | Error::Timeout { .. })
+        matches!(
+            self,
+            Error::Failed {
+                retryable: true,
+                ..
+            } | Error::Timeout { .. }
+        )
     }
 }
 
@@ -126,29 +143,5 @@ pub trait Invoker: Send + Sync + 'static {
     fn observe(&self, call: Call) -> impl Future<Output = Result<Observation, Error>> + Send;
 }
 
-/// The wasmtime component host.
-pub struct Host {
-    _config: HostConfig,
-}
-
-impl Host {
-    pub fn new(config: HostConfig) -> Result<Host, Error> {
-        let _ = config;
-        unimplemented!("plugin::Host::new")
-    }
-}
-
-impl Invoker for Host {
-    async fn manifest(&self, plugin: &str, version: &str) -> Result<Arc<Manifest>, Error> {
-        let _ = (plugin, version);
-        unimplemented!("Host::manifest")
-    }
-    async fn invoke(&self, call: Call) -> Result<Value, Error> {
-        let _ = call;
-        unimplemented!("Host::invoke")
-    }
-    async fn observe(&self, call: Call) -> Result<Observation, Error> {
-        let _ = call;
-        unimplemented!("Host::observe")
-    }
-}
+#[cfg(test)]
+mod tests;

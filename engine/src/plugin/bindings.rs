@@ -1,0 +1,131 @@
+//! The host side of `sdk/wit/plugin.wit`: generated bindings, conversions from the
+//! WIT records to the module's public types, and the `host` import (`log`).
+
+use serde_json::Value;
+
+use super::wasi::CallState;
+use super::{ActionInfo, CallContext, Error, Manifest, Observation};
+use crate::plan::EffectClass;
+
+/// Kept in its own namespace: the WIT names (`Manifest`, `Observation`) are also
+/// the names of the module's public types.
+mod generated {
+    wasmtime::component::bindgen!({
+        path: "../sdk/wit",
+        world: "plugin",
+        // Exports run on a fiber so the epoch ticker can make a busy guest yield and
+        // a tokio timeout can drop the call. `log` stays synchronous: it never blocks.
+        exports: { default: async },
+    });
+}
+
+pub(super) use generated::medic::plugin::host;
+pub(super) use generated::medic::plugin::types as wit;
+pub(super) use generated::{Plugin, PluginPre};
+
+impl host::Host for CallState {
+    fn log(&mut self, level: host::Level, message: String) {
+        let c = &self.caller;
+        // `tracing` levels are static per call site, hence one event per level.
+        macro_rules! event {
+            ($level:expr) => {
+                tracing::event!(
+                    target: "medic::plugin::guest",
+                    $level,
+                    plugin = %c.plugin,
+                    run_id = %c.run_id,
+                    step_id = %c.step_id,
+                    attempt = c.attempt,
+                    "{message}"
+                )
+            };
+        }
+        match level {
+            host::Level::Trace => event!(tracing::Level::TRACE),
+            host::Level::Debug => event!(tracing::Level::DEBUG),
+            host::Level::Info => event!(tracing::Level::INFO),
+            host::Level::Warn => event!(tracing::Level::WARN),
+            host::Level::Error => event!(tracing::Level::ERROR),
+        }
+    }
+}
+
+pub(super) fn context_to_wit(ctx: &CallContext) -> wit::Context {
+    wit::Context {
+        run_id: ctx.run_id.clone(),
+        step_id: ctx.step_id.clone(),
+        attempt: ctx.attempt,
+        idempotency_key: ctx.idempotency_key.clone(),
+    }
+}
+
+/// Converts the guest's manifest; `path` and `sha256` describe the file it came from.
+pub(super) fn manifest_from_wit(
+    m: wit::Manifest,
+    path: &str,
+    sha256: String,
+) -> Result<Manifest, Error> {
+    let schema = |action: &str, which: &str, text: &str| -> Result<Value, Error> {
+        serde_json::from_str(text).map_err(|e| Error::Load {
+            path: path.to_string(),
+            message: format!(
+                "the {which} schema of action `{action}` is not JSON ({e}); fix the plugin's manifest"
+            ),
+        })
+    };
+    let actions = m
+        .actions
+        .into_iter()
+        .map(|a| {
+            Ok(ActionInfo {
+                params_schema: schema(&a.name, "params", &a.params_schema)?,
+                output_schema: schema(&a.name, "output", &a.output_schema)?,
+                effect: match a.effect {
+                    wit::Effect::ReadOnly => EffectClass::ReadOnly,
+                    wit::Effect::Idempotent => EffectClass::Idempotent,
+                    wit::Effect::Mutating => EffectClass::Mutating,
+                },
+                name: a.name,
+                description: a.description,
+                inverse: a.inverse,
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    Ok(Manifest {
+        name: m.name,
+        version: m.version,
+        description: m.description,
+        actions,
+        sha256,
+    })
+}
+
+pub(super) fn failure_from_wit(f: wit::Failure) -> Error {
+    Error::Failed {
+        message: f.message,
+        retryable: f.retryable,
+    }
+}
+
+pub(super) fn observation_from_wit(o: wit::Observation) -> Result<Observation, Error> {
+    Ok(match o {
+        wit::Observation::Done(output) => Observation::Done(parse_output(&output)?),
+        wit::Observation::NotDone => Observation::NotDone,
+        wit::Observation::Unknown(why) => Observation::Unknown(why),
+    })
+}
+
+pub(super) fn parse_output(text: &str) -> Result<Value, Error> {
+    serde_json::from_str(text).map_err(|e| Error::InvalidOutput {
+        message: format!("not JSON ({e}): {}", preview(text)),
+    })
+}
+
+/// The start of a possibly huge guest string, for error messages.
+fn preview(text: &str) -> String {
+    const MAX: usize = 200;
+    match text.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}...", &text[..i]),
+        None => text.to_string(),
+    }
+}

@@ -1,0 +1,544 @@
+//! Tests of the plugin host against the real `probe` plugin (`make plugins` builds
+//! it into `plugins/dist/`) and a reference counter target.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::*;
+
+fn dist_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist")
+}
+
+/// One host for the whole test binary, so probe.wasm compiles once.
+fn host() -> &'static Host {
+    static HOST: OnceLock<Host> = OnceLock::new();
+    HOST.get_or_init(|| {
+        let probe = dist_dir().join("probe.wasm");
+        assert!(
+            probe.is_file(),
+            "{} is missing: run `make plugins` first (with your CARGO_TARGET_DIR exported)",
+            probe.display()
+        );
+        Host::new(HostConfig {
+            plugin_dirs: vec![dist_dir()],
+            default_timeout: Duration::from_secs(10),
+        })
+        .expect("plugin host starts")
+    })
+}
+
+fn call(action: &str, params: Value, connect: &[String]) -> Call {
+    call_attempt(action, params, connect, 1)
+}
+
+fn call_attempt(action: &str, params: Value, connect: &[String], attempt: u32) -> Call {
+    Call {
+        plugin: "probe".into(),
+        version: "0.1".into(),
+        action: action.into(),
+        params,
+        ctx: CallContext {
+            run_id: "run-1".into(),
+            step_id: "step-1".into(),
+            attempt,
+            idempotency_key: format!("run-1/step-1/{attempt}"),
+        },
+        connect: connect.to_vec(),
+        timeout: None,
+    }
+}
+
+/// Reference implementation of the counter target's line protocol (the black-box
+/// tests use the real one in the `tests` crate): `ADD` applies unconditionally and
+/// is logged, `HAS key` answers whether an `ADD` with that key was applied.
+#[derive(Default)]
+struct Counters {
+    values: HashMap<String, i64>,
+    /// (idempotency key, counter, amount) of every applied `ADD`, in order.
+    log: Vec<(String, String, i64)>,
+}
+
+struct CounterTarget {
+    address: String,
+    state: Arc<Mutex<Counters>>,
+}
+
+impl CounterTarget {
+    fn start() -> CounterTarget {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind counter target");
+        let address = listener.local_addr().unwrap().to_string();
+        let state = Arc::new(Mutex::new(Counters::default()));
+        let shared = state.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let state = shared.clone();
+                std::thread::spawn(move || serve_counter(stream, &state));
+            }
+        });
+        CounterTarget { address, state }
+    }
+
+    fn value(&self, counter: &str) -> i64 {
+        let state = self.state.lock().unwrap();
+        state.values.get(counter).copied().unwrap_or(0)
+    }
+
+    fn log(&self) -> Vec<(String, String, i64)> {
+        self.state.lock().unwrap().log.clone()
+    }
+}
+
+fn serve_counter(stream: TcpStream, state: &Mutex<Counters>) {
+    let mut writer = stream.try_clone().unwrap();
+    for line in BufReader::new(stream).lines() {
+        let Ok(line) = line else { return };
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let mut s = state.lock().unwrap();
+        let reply = match words.as_slice() {
+            ["ADD", counter, amount, key] => match amount.parse::<i64>() {
+                Ok(amount) => {
+                    let value = s.values.entry(counter.to_string()).or_default();
+                    *value += amount;
+                    let value = *value;
+                    s.log.push((key.to_string(), counter.to_string(), amount));
+                    format!("OK {value}")
+                }
+                Err(_) => "ERR amount is not an integer".to_string(),
+            },
+            ["HAS", key] => {
+                let has = s.log.iter().any(|(k, _, _)| k == key);
+                (if has { "YES" } else { "NO" }).to_string()
+            }
+            ["GET", counter] => format!("VALUE {}", s.values.get(*counter).copied().unwrap_or(0)),
+            _ => format!("ERR unknown request {line:?}"),
+        };
+        drop(s);
+        if writer.write_all(format!("{reply}\n").as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn manifest_is_read_once_and_describes_probe() {
+    let m = host().manifest("probe", "0.1").await.expect("manifest");
+    assert_eq!(m.name, "probe");
+    assert_eq!(m.version, "0.1.0");
+    let bytes = std::fs::read(dist_dir().join("probe.wasm")).unwrap();
+    let sha: String = Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(m.sha256, sha);
+
+    let add = m.action("counter-add").expect("counter-add listed");
+    assert_eq!(add.effect, EffectClass::Mutating);
+    assert_eq!(add.inverse.as_deref(), Some("counter-sub"));
+    assert_eq!(add.params_schema["additionalProperties"], json!(false));
+    assert_eq!(
+        add.params_schema["required"],
+        json!(["address", "counter", "amount"])
+    );
+    assert_eq!(m.action("noop").unwrap().effect, EffectClass::ReadOnly);
+
+    let again = host().manifest("probe", "^0.1.0").await.unwrap();
+    assert!(Arc::ptr_eq(&m, &again), "the plugin was loaded twice");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn version_mismatch_unknown_plugin_and_unknown_action_are_told_apart() {
+    let err = host().manifest("probe", "0.2").await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Version { found, wanted, .. } if found == "0.1.0" && wanted == "0.2"),
+        "{err:?}"
+    );
+    let mut c = call("noop", json!({}), &[]);
+    c.version = "1".into();
+    assert!(matches!(host().invoke(c).await, Err(Error::Version { .. })));
+
+    let err = host().manifest("no-such-plugin", "0.1").await.unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    let err = host().manifest("../dist/probe", "0.1").await.unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+
+    let err = host()
+        .invoke(call("explode", json!({}), &[]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::UnknownAction { action, .. } if action == "explode"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn noop_returns_its_echo() {
+    let out = host().invoke(call("noop", json!({}), &[])).await.unwrap();
+    assert_eq!(out, json!({}));
+    let out = host()
+        .invoke(call("noop", json!({"echo": {"a": [1, 2]}}), &[]))
+        .await
+        .unwrap();
+    assert_eq!(out, json!({"echo": {"a": [1, 2]}}));
+    // Read-only actions leave nothing to observe: re-running them is the answer.
+    let seen = host().observe(call("noop", json!({}), &[])).await.unwrap();
+    assert_eq!(seen, Observation::NotDone);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn counter_add_changes_the_target_and_observe_sees_it() {
+    let target = CounterTarget::start();
+    let grant = [target.address.clone()];
+    let params = json!({"address": target.address, "counter": "jobs", "amount": 5});
+
+    let before = host()
+        .observe(call("counter-add", params.clone(), &grant))
+        .await
+        .unwrap();
+    assert_eq!(before, Observation::NotDone);
+    assert_eq!(target.value("jobs"), 0);
+
+    let out = host()
+        .invoke(call("counter-add", params.clone(), &grant))
+        .await
+        .unwrap();
+    assert_eq!(out, json!({"counter": "jobs", "value": 5}));
+    assert_eq!(target.value("jobs"), 5);
+    assert_eq!(
+        target.log(),
+        vec![("run-1/step-1/1".to_string(), "jobs".to_string(), 5)]
+    );
+
+    let after = host()
+        .observe(call("counter-add", params.clone(), &grant))
+        .await
+        .unwrap();
+    assert_eq!(
+        after,
+        Observation::Done(json!({"counter": "jobs", "value": 5}))
+    );
+
+    // The inverse undoes it; a different attempt is a different key.
+    let out = host()
+        .invoke(call_attempt("counter-sub", params, &grant, 2))
+        .await
+        .unwrap();
+    assert_eq!(out, json!({"counter": "jobs", "value": 0}));
+    assert_eq!(
+        target.log()[1],
+        ("run-1/step-1/2".to_string(), "jobs".to_string(), -5)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scripted_failures_are_retryable_or_not_as_asked() {
+    let target = CounterTarget::start();
+    let grant = [target.address.clone()];
+    let params = json!({
+        "address": target.address, "counter": "c", "amount": 1, "fail_until_attempt": 3
+    });
+
+    let err = host()
+        .invoke(call_attempt("counter-add", params.clone(), &grant, 2))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Failed {
+                retryable: true,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.retryable());
+    assert!(
+        target.log().is_empty(),
+        "a failed attempt reached the target"
+    );
+
+    let out = host()
+        .invoke(call_attempt("counter-add", params, &grant, 3))
+        .await
+        .unwrap();
+    assert_eq!(out, json!({"counter": "c", "value": 1}));
+
+    let err = host()
+        .invoke(call(
+            "counter-add",
+            json!({"address": target.address, "counter": "doomed", "amount": 1, "fail": true}),
+            &grant,
+        ))
+        .await
+        .unwrap_err();
+    match &err {
+        Error::Failed {
+            message,
+            retryable: false,
+        } => assert!(message.contains("doomed"), "{message}"),
+        other => panic!("expected a permanent failure, got {other:?}"),
+    }
+    assert_eq!(target.value("doomed"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_granted_endpoints_can_be_reached() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    listener.set_nonblocking(true).unwrap();
+    let other = TcpListener::bind("127.0.0.1:0").unwrap();
+    let other_grant = [other.local_addr().unwrap().to_string()];
+
+    let started = Instant::now();
+    let err = host()
+        .invoke(call("tcp-check", json!({"address": address}), &other_grant))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Failed { retryable: false, message } if message.contains("denied")),
+        "{err:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "denial took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        listener.accept().is_err(),
+        "the sandbox let a connection to an ungranted port through"
+    );
+
+    // Positive control: the same check with the grant connects.
+    let out = host()
+        .invoke(call(
+            "tcp-check",
+            json!({"address": address}),
+            std::slice::from_ref(&address),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(out["address"], json!(address));
+    assert!(out["connect_ms"].is_u64());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_connection_is_retryable() {
+    // Bind then drop, so the port is (almost certainly) closed.
+    let address = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let err = host()
+        .invoke(call(
+            "tcp-check",
+            json!({"address": address}),
+            std::slice::from_ref(&address),
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Failed {
+                retryable: true,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_check_compares_the_status() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            // Read the head up to the blank line, then answer.
+            while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) && line != "\r\n" {
+                line.clear();
+            }
+            let mut stream = stream;
+            let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    let url = format!("http://{address}/health");
+    let grant = [address.clone()];
+    let out = host()
+        .invoke(call(
+            "http-check",
+            json!({"url": url, "expect_status": 204}),
+            &grant,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(out, json!({"status": 204}));
+    let err = host()
+        .invoke(call("http-check", json!({"url": url}), &grant))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Failed { retryable: true, message } if message.contains("204")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_past_its_timeout_is_stopped() {
+    for action in ["sleep", "spin"] {
+        let mut c = call(action, json!({"ms": 30_000}), &[]);
+        c.timeout = Some(Duration::from_millis(300));
+        let started = Instant::now();
+        let err = host().invoke(c).await.unwrap_err();
+        assert!(
+            matches!(err, Error::Timeout { after } if after == Duration::from_millis(300)),
+            "{action}: {err:?}"
+        );
+        assert!(err.retryable());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{action}: stopping took {:?}",
+            started.elapsed()
+        );
+    }
+    // A sleep within its timeout completes.
+    let out = host()
+        .invoke(call("sleep", json!({"ms": 20}), &[]))
+        .await
+        .unwrap();
+    assert_eq!(out, json!({"slept_ms": 20}));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn breaking_the_memory_limit_is_a_limit_error() {
+    let err = host()
+        .invoke(call("alloc", json!({"mib": 2 * (MEMORY_LIMIT >> 20)}), &[]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Limit { what, .. } if what == "memory"),
+        "{err:?}"
+    );
+    assert!(!err.retryable());
+    // The store died with the call; the next call gets a fresh one.
+    let out = host()
+        .invoke(call("alloc", json!({"mib": 4}), &[]))
+        .await
+        .unwrap();
+    assert_eq!(out, json!({"allocated_mib": 4}));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panicking_plugin_traps_with_its_reason_and_message() {
+    let err = host()
+        .invoke(call("crash", json!({"message": "boom at step 7"}), &[]))
+        .await
+        .unwrap_err();
+    match &err {
+        Error::Trap { message } => {
+            assert!(message.contains("unreachable"), "{message}");
+            assert!(message.contains("boom at step 7"), "{message}");
+        }
+        other => panic!("expected a trap, got {other:?}"),
+    }
+    assert!(!err.retryable());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_first_calls_compile_the_plugin_once() {
+    // A fresh host, so this test sees the very first load.
+    let host = Arc::new(
+        Host::new(HostConfig {
+            plugin_dirs: vec![PathBuf::from("/nonexistent"), dist_dir()],
+            default_timeout: Duration::from_secs(10),
+        })
+        .unwrap(),
+    );
+    let loads: Vec<_> = (0..4)
+        .map(|_| {
+            let host = host.clone();
+            tokio::spawn(async move { host.manifest("probe", "0.1").await.unwrap() })
+        })
+        .collect();
+    let mut manifests = Vec::new();
+    for load in loads {
+        manifests.push(load.await.unwrap());
+    }
+    assert!(manifests.iter().all(|m| Arc::ptr_eq(m, &manifests[0])));
+}
+
+/// Records the guest log events the host turns into `tracing` events.
+#[derive(Clone, Default)]
+struct GuestEvents(Arc<Mutex<Vec<(tracing::Level, String)>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for GuestEvents {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        if event.metadata().target() != "medic::plugin::guest" {
+            return;
+        }
+        struct Fields(String);
+        impl tracing::field::Visit for Fields {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0.push_str(&format!("{}={value:?} ", field.name()));
+            }
+        }
+        let mut fields = Fields(String::new());
+        event.record(&mut fields);
+        let level = *event.metadata().level();
+        self.0.lock().unwrap().push((level, fields.0));
+    }
+}
+
+// current_thread: the guest runs on this thread, under this thread's subscriber.
+#[tokio::test(flavor = "current_thread")]
+async fn guest_log_lines_become_tracing_events_with_the_call_context() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let events = GuestEvents::default();
+    let subscriber = tracing_subscriber::registry().with(events.clone());
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let target = CounterTarget::start();
+    let params = json!({"address": target.address, "counter": "logged", "amount": 2});
+    host()
+        .invoke(call(
+            "counter-add",
+            params,
+            std::slice::from_ref(&target.address),
+        ))
+        .await
+        .unwrap();
+
+    let events = events.0.lock().unwrap().clone();
+    let (level, fields) = events
+        .iter()
+        .find(|(_, f)| f.contains("ADD logged 2"))
+        .unwrap_or_else(|| panic!("no guest log event for the ADD in {events:?}"));
+    assert_eq!(*level, tracing::Level::DEBUG);
+    for expected in [
+        "plugin=probe",
+        "run_id=run-1",
+        "step_id=step-1",
+        "attempt=1",
+    ] {
+        assert!(
+            fields.contains(expected),
+            "{expected} missing from {fields}"
+        );
+    }
+}

@@ -1,0 +1,120 @@
+//! Per-call store state: the WASI p2 context a call is granted (TCP to its granted
+//! endpoints only; no filesystem, environment, arguments, stdio, UDP or name lookup),
+//! the resource table, and the memory limiter.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::sockets::SocketAddrUse;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+/// Who is calling, for the fields of the guest's log events.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Caller {
+    pub plugin: String,
+    pub run_id: String,
+    pub step_id: String,
+    pub attempt: u32,
+}
+
+/// The `T` of one call's `Store<T>`; dropped with the store when the call ends.
+pub(super) struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub limiter: MemoryLimiter,
+    pub caller: Caller,
+    /// The guest's stderr, kept so a trap can quote the panic message before it.
+    pub stderr: MemoryOutputPipe,
+}
+
+/// Enough stderr for a panic message; a guest that writes more sees the stream closed.
+const STDERR_CAPACITY: usize = 8 << 10;
+
+impl CallState {
+    /// `connect` holds the socket addresses the granted endpoints resolved to.
+    pub fn new(caller: Caller, connect: HashSet<SocketAddr>, memory_limit: usize) -> CallState {
+        let connect = Arc::new(connect);
+        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+        // The builder's defaults already give no env, args, preopens, stdin or
+        // stdout; networking is spelled out because it is the one capability we grant.
+        let wasi = WasiCtxBuilder::new()
+            .stderr(stderr.clone())
+            .allow_tcp(true)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .socket_addr_check(move |addr, usage| {
+                let allowed = match usage {
+                    SocketAddrUse::TcpConnect => connect.contains(&addr),
+                    // `connect` first binds implicitly to the wildcard address; any
+                    // explicit bind (a listener) is not a capability plugins get.
+                    SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
+                    _ => false,
+                };
+                Box::pin(async move { allowed })
+            })
+            .build();
+        CallState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(memory_limit),
+            caller,
+            stderr,
+        }
+    }
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Caps linear memory and remembers a refused growth, so a guest that aborts on an
+/// allocation failure is reported as breaking its memory limit, not as a bare trap.
+pub(super) struct MemoryLimiter {
+    pub limit: usize,
+    /// The size a refused `memory.grow` asked for.
+    pub refused: Option<usize>,
+}
+
+impl MemoryLimiter {
+    fn new(limit: usize) -> MemoryLimiter {
+        MemoryLimiter {
+            limit,
+            refused: None,
+        }
+    }
+}
+
+/// Tables hold function references; this many is far beyond any plugin's needs.
+const TABLE_ELEMENTS_LIMIT: usize = 100_000;
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.refused = Some(desired);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= TABLE_ELEMENTS_LIMIT)
+    }
+}

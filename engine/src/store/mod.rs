@@ -1,1 +1,603 @@
-//! store
+//! `store` is the only module with SQL. It keeps plans (content-hashed), runs, step
+//! state, attempts, the append-only event log per run and the operator command inbox
+//! in SQLite (WAL, `synchronous=FULL`). All writes go through one writer thread that
+//! commits the jobs waiting at that moment in one transaction (group commit): many
+//! runs share one fsync, and no caller hears "done" before its commit is durable.
+//! Nothing here blocks the tokio runtime.
+
+mod schema;
+mod writer;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+
+use crate::run::{Entry, Ms, RunState, RunStatus, StepState, StepStatus, Stop};
+use writer::Writer;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("opening the database {path}: {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("migrating the database {path} to the current schema: {source}")]
+    Migrate {
+        path: String,
+        #[source]
+        source: rusqlite_migration::Error,
+    },
+    #[error("{context}: {source}")]
+    Sql {
+        context: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The commit of a group failed; every job in it shares this error.
+    #[error("committing to the database: {0}")]
+    Commit(#[source] Arc<rusqlite::Error>),
+    #[error("run `{0}` not found")]
+    RunNotFound(String),
+    #[error("the database holds a value medic cannot read ({what}): {detail}")]
+    Corrupt { what: &'static str, detail: String },
+    #[error("the store's writer thread has stopped")]
+    Closed,
+}
+
+fn sql(context: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
+    move |source| Error::Sql { context, source }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A run as listed.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RunSummary {
+    pub id: String,
+    pub plan_name: String,
+    pub plan_hash: String,
+    pub status: RunStatus,
+    pub reason: Option<String>,
+    pub owner: Option<String>,
+    pub created_at: Ms,
+    pub updated_at: Ms,
+}
+
+/// Everything needed to go on with a run.
+#[derive(Debug, Clone)]
+pub struct StoredRun {
+    pub summary: RunSummary,
+    /// The plan's canonical JSON.
+    pub plan_source: String,
+    pub state: RunState,
+    /// Sequence number the next event gets.
+    pub next_seq: i64,
+}
+
+/// One row of a run's event log.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EventRow {
+    pub seq: i64,
+    pub at: Ms,
+    pub kind: String,
+    pub step: Option<String>,
+    pub data: Value,
+}
+
+/// One attempt of a step's action or undo.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AttemptRow {
+    pub step: String,
+    pub attempt: u32,
+    pub undo: bool,
+    pub key: String,
+    pub params: Value,
+    pub status: String,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    pub started_at: Ms,
+    pub finished_at: Option<Ms>,
+}
+
+/// An operator's command for a run, waiting for the process that owns the run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Command {
+    pub id: i64,
+    pub run_id: String,
+    pub step: Option<String>,
+    /// `approve`, `reject`, `cancel`, `retry` or `skip`.
+    pub kind: String,
+    pub by: String,
+    pub comment: Option<String>,
+}
+
+/// The records of one or more transitions of one run, committed together.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    pub run_id: String,
+    /// The run's new status, stop and reason, if they changed.
+    pub run: Option<(RunStatus, Option<Stop>, Option<String>)>,
+    pub steps: Vec<(usize, String, StepState)>,
+    /// Log entries with their sequence numbers.
+    pub events: Vec<(i64, Entry)>,
+    /// Inbox commands this batch applied.
+    pub consumed: Vec<i64>,
+    pub at: Ms,
+}
+
+/// A new run: its plan, its initial state and its first log entries.
+pub struct NewRun<'a> {
+    pub plan_name: &'a str,
+    pub plan_hash: &'a str,
+    pub plan_source: &'a str,
+    pub step_ids: Vec<&'a str>,
+    pub state: &'a RunState,
+    pub owner: Option<&'a str>,
+    pub at: Ms,
+}
+
+/// The handle to medic's database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    writer: Writer,
+    reader: Arc<Mutex<Connection>>,
+}
+
+impl Store {
+    /// Opens (creating and migrating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Store> {
+        let shown = path.display().to_string();
+        let open = || {
+            let conn = Connection::open(path).map_err(|source| Error::Open { path: shown.clone(), source })?;
+            schema::configure(&conn).map_err(|source| Error::Open { path: shown.clone(), source })?;
+            Ok::<_, Error>(conn)
+        };
+        let mut conn = open()?;
+        schema::migrate(&mut conn).map_err(|source| Error::Migrate { path: shown.clone(), source })?;
+        let reader = open()?;
+        Ok(Store { writer: Writer::start(conn), reader: Arc::new(Mutex::new(reader)) })
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
+            f(&conn)
+        })
+        .await
+        .map_err(|_| Error::Closed)?
+    }
+
+    /// Stores the plan (once per content hash) and creates the run, in one transaction.
+    pub async fn create_run(&self, new: NewRun<'_>) -> Result<()> {
+        let plan = (new.plan_hash.to_owned(), new.plan_name.to_owned(), new.plan_source.to_owned());
+        let state = new.state.clone();
+        let ids: Vec<String> = new.step_ids.iter().map(|s| s.to_string()).collect();
+        let owner = new.owner.map(str::to_owned);
+        let at = new.at;
+        self.writer
+            .write(move |conn| {
+                conn.execute(
+                    "INSERT OR IGNORE INTO plans (hash, name, source, created_at) VALUES (?1, ?2, ?3, ?4)",
+                    params![plan.0, plan.1, plan.2, at],
+                )
+                .map_err(sql("storing the plan"))?;
+                conn.execute(
+                    "INSERT INTO runs (id, plan_hash, plan_name, params, status, stop, reason, owner, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, NULL, NULL, ?6, ?7, ?7)",
+                    params![state.id, plan.0, plan.1, state.params.to_string(), state.status.as_str(), owner, at],
+                )
+                .map_err(sql("creating the run"))?;
+                let mut stmt = conn
+                    .prepare_cached(STEP_UPSERT)
+                    .map_err(sql("creating the run's steps"))?;
+                for (i, (id, s)) in ids.iter().zip(&state.steps).enumerate() {
+                    write_step(&mut stmt, &state.id, i, id, s)?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    /// Commits the records of a run's transitions. Returns once they are durable.
+    pub async fn commit(&self, batch: Batch) -> Result<()> {
+        self.writer.write(move |conn| apply(conn, &batch)).await
+    }
+
+    /// Loads a run with its plan and state.
+    pub async fn load_run(&self, id: &str) -> Result<StoredRun> {
+        let id = id.to_owned();
+        self.read(move |conn| {
+            let row = conn
+                .query_row(
+                    &format!("SELECT {RUN_COLUMNS}, r.params, r.stop, p.source,
+                        (SELECT COALESCE(MAX(seq), 0) + 1 FROM events e WHERE e.run_id = r.id)
+                     FROM runs r JOIN plans p ON p.hash = r.plan_hash WHERE r.id = ?1"),
+                    [&id],
+                    |row| {
+                        Ok((
+                            summary(row)?,
+                            row.get::<_, String>(8)?,
+                            row.get::<_, Option<String>>(9)?,
+                            row.get::<_, String>(10)?,
+                            row.get::<_, i64>(11)?,
+                        ))
+                    },
+                )
+                .optional()
+                .map_err(sql("reading the run"))?
+                .ok_or_else(|| Error::RunNotFound(id.clone()))?;
+            let (summary, params, stop, plan_source, next_seq) = row;
+            let summary = summary?;
+            let params: Value = serde_json::from_str(&params)
+                .map_err(|e| Error::Corrupt { what: "run params", detail: e.to_string() })?;
+            let stop = stop.as_deref().map(parse_stop).transpose()?;
+            let steps = read_steps(conn, &id)?.into_iter().map(|(_, s)| s).collect();
+            let state = RunState::restore(id, summary.status, summary.reason.clone(), stop, params, steps);
+            Ok(StoredRun { summary, plan_source, state, next_seq })
+        })
+        .await
+    }
+
+    /// Step ids and states of a run, in plan order.
+    pub async fn steps(&self, run: &str) -> Result<Vec<(String, StepState)>> {
+        let run = run.to_owned();
+        self.read(move |conn| read_steps(conn, &run)).await
+    }
+
+    /// Runs, newest first, optionally only those with `status`.
+    pub async fn list_runs(&self, status: Option<RunStatus>, limit: usize) -> Result<Vec<RunSummary>> {
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {RUN_COLUMNS} FROM runs r WHERE (?1 IS NULL OR r.status = ?1)
+                     ORDER BY r.created_at DESC, r.id DESC LIMIT ?2"
+                ))
+                .map_err(sql("listing runs"))?;
+            let rows = stmt
+                .query_map(params![status.map(|s| s.as_str()), limit as i64], summary)
+                .map_err(sql("listing runs"))?;
+            rows.map(|r| r.map_err(sql("listing runs"))?).collect()
+        })
+        .await
+    }
+
+    /// Runs that are not terminal, with their owner.
+    pub async fn unfinished_runs(&self) -> Result<Vec<RunSummary>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {RUN_COLUMNS} FROM runs r
+                     WHERE r.status NOT IN ('succeeded', 'failed', 'rolled_back', 'cancelled')
+                     ORDER BY r.created_at"
+                ))
+                .map_err(sql("listing unfinished runs"))?;
+            let rows = stmt.query_map([], summary).map_err(sql("listing unfinished runs"))?;
+            rows.map(|r| r.map_err(sql("listing unfinished runs"))?).collect()
+        })
+        .await
+    }
+
+    /// Takes ownership of a run if it is owned by `expected` (None: by nobody).
+    /// Returns whether this caller now owns it.
+    pub async fn claim(&self, run: &str, owner: &str, expected: Option<&str>) -> Result<bool> {
+        let (run, owner, expected) = (run.to_owned(), owner.to_owned(), expected.map(str::to_owned));
+        self.writer
+            .write(move |conn| {
+                let n = conn
+                    .execute(
+                        "UPDATE runs SET owner = ?2 WHERE id = ?1 AND owner IS ?3",
+                        params![run, owner, expected],
+                    )
+                    .map_err(sql("claiming the run"))?;
+                Ok(n == 1)
+            })
+            .await
+    }
+
+    /// The run's event log after `after` (sequence numbers start at 1).
+    pub async fn events(&self, run: &str, after: i64) -> Result<Vec<EventRow>> {
+        let run = run.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT seq, at, kind, step_id, data FROM events WHERE run_id = ?1 AND seq > ?2 ORDER BY seq",
+                )
+                .map_err(sql("reading events"))?;
+            let rows = stmt
+                .query_map(params![run, after], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get::<_, String>(4)?))
+                })
+                .map_err(sql("reading events"))?;
+            rows.map(|r| {
+                let (seq, at, kind, step, data) = r.map_err(sql("reading events"))?;
+                let data = serde_json::from_str(&data)
+                    .map_err(|e| Error::Corrupt { what: "event data", detail: e.to_string() })?;
+                Ok(EventRow { seq, at, kind, step, data })
+            })
+            .collect()
+        })
+        .await
+    }
+
+    /// Every attempt of a run, in the order they started.
+    pub async fn attempts(&self, run: &str) -> Result<Vec<AttemptRow>> {
+        let run = run.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT step_id, attempt, undo, key, params, status, output, error, started_at, finished_at
+                     FROM attempts WHERE run_id = ?1 ORDER BY started_at, rowid",
+                )
+                .map_err(sql("reading attempts"))?;
+            let rows = stmt
+                .query_map([&run], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, u32>(1)?,
+                        row.get::<_, bool>(2)?,
+                        row.get::<_, String>(3)?,
+                        row.get::<_, String>(4)?,
+                        row.get::<_, String>(5)?,
+                        row.get::<_, Option<String>>(6)?,
+                        row.get::<_, Option<String>>(7)?,
+                        row.get::<_, Ms>(8)?,
+                        row.get::<_, Option<Ms>>(9)?,
+                    ))
+                })
+                .map_err(sql("reading attempts"))?;
+            rows.map(|r| {
+                let (step, attempt, undo, key, params, status, output, error, started_at, finished_at) =
+                    r.map_err(sql("reading attempts"))?;
+                Ok(AttemptRow {
+                    step,
+                    attempt,
+                    undo,
+                    key,
+                    params: json(&params, "attempt params")?,
+                    status,
+                    output: output.as_deref().map(|o| json(o, "attempt output")).transpose()?,
+                    error,
+                    started_at,
+                    finished_at,
+                })
+            })
+            .collect()
+        })
+        .await
+    }
+
+    /// Leaves a command for the process that owns the run (or the next `resume`).
+    pub async fn post_command(
+        &self,
+        run: &str,
+        step: Option<&str>,
+        kind: &str,
+        by: &str,
+        comment: Option<&str>,
+        at: Ms,
+    ) -> Result<i64> {
+        let v = (
+            run.to_owned(),
+            step.map(str::to_owned),
+            kind.to_owned(),
+            by.to_owned(),
+            comment.map(str::to_owned),
+        );
+        self.writer
+            .write(move |conn| {
+                conn.execute(
+                    "INSERT INTO commands (run_id, step_id, kind, by, comment, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![v.0, v.1, v.2, v.3, v.4, at],
+                )
+                .map_err(sql("posting the command"))?;
+                Ok(conn.last_insert_rowid())
+            })
+            .await
+    }
+
+    /// Commands for `run` not yet applied, oldest first.
+    pub async fn open_commands(&self, run: &str) -> Result<Vec<Command>> {
+        let run = run.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT id, run_id, step_id, kind, by, comment FROM commands
+                     WHERE run_id = ?1 AND consumed_at IS NULL ORDER BY id",
+                )
+                .map_err(sql("reading commands"))?;
+            let rows = stmt
+                .query_map([&run], |row| {
+                    Ok(Command {
+                        id: row.get(0)?,
+                        run_id: row.get(1)?,
+                        step: row.get(2)?,
+                        kind: row.get(3)?,
+                        by: row.get(4)?,
+                        comment: row.get(5)?,
+                    })
+                })
+                .map_err(sql("reading commands"))?;
+            rows.map(|r| r.map_err(sql("reading commands"))).collect()
+        })
+        .await
+    }
+}
+
+const RUN_COLUMNS: &str =
+    "r.id, r.plan_name, r.plan_hash, r.status, r.reason, r.owner, r.created_at, r.updated_at";
+
+fn summary(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<RunSummary>> {
+    let status: String = row.get(3)?;
+    Ok(match RunStatus::parse(&status) {
+        Some(status) => Ok(RunSummary {
+            id: row.get(0)?,
+            plan_name: row.get(1)?,
+            plan_hash: row.get(2)?,
+            status,
+            reason: row.get(4)?,
+            owner: row.get(5)?,
+            created_at: row.get(6)?,
+            updated_at: row.get(7)?,
+        }),
+        None => Err(Error::Corrupt { what: "run status", detail: status }),
+    })
+}
+
+fn json(text: &str, what: &'static str) -> Result<Value> {
+    serde_json::from_str(text).map_err(|e| Error::Corrupt { what, detail: e.to_string() })
+}
+
+fn parse_stop(s: &str) -> Result<Stop> {
+    match s {
+        "abort" => Ok(Stop::Abort),
+        "rollback" => Ok(Stop::Rollback),
+        "cancel" => Ok(Stop::Cancel),
+        other => Err(Error::Corrupt { what: "run stop", detail: other.into() }),
+    }
+}
+
+fn stop_str(s: Stop) -> &'static str {
+    match s {
+        Stop::Abort => "abort",
+        Stop::Rollback => "rollback",
+        Stop::Cancel => "cancel",
+    }
+}
+
+const STEP_UPSERT: &str = "INSERT OR REPLACE INTO steps
+    (run_id, idx, step_id, status, attempt, undo_attempt, until_ms, output, error, held_undo, started_at, finished_at)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
+
+fn write_step(stmt: &mut rusqlite::CachedStatement<'_>, run: &str, idx: usize, id: &str, s: &StepState) -> Result<()> {
+    stmt.execute(params![
+        run,
+        idx as i64,
+        id,
+        s.status.as_str(),
+        s.attempt,
+        s.undo_attempt,
+        s.until,
+        s.output.as_ref().map(Value::to_string),
+        s.error,
+        s.held_undo,
+        s.started_at,
+        s.finished_at,
+    ])
+    .map_err(sql("writing step state"))?;
+    Ok(())
+}
+
+fn read_steps(conn: &Connection, run: &str) -> Result<Vec<(String, StepState)>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT step_id, status, attempt, undo_attempt, until_ms, output, error, held_undo, started_at, finished_at
+             FROM steps WHERE run_id = ?1 ORDER BY idx",
+        )
+        .map_err(sql("reading steps"))?;
+    let rows = stmt
+        .query_map([run], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, u32>(2)?,
+                row.get::<_, u32>(3)?,
+                row.get::<_, Option<Ms>>(4)?,
+                row.get::<_, Option<String>>(5)?,
+                row.get::<_, Option<String>>(6)?,
+                row.get::<_, bool>(7)?,
+                row.get::<_, Option<Ms>>(8)?,
+                row.get::<_, Option<Ms>>(9)?,
+            ))
+        })
+        .map_err(sql("reading steps"))?;
+    rows.map(|r| {
+        let (id, status, attempt, undo_attempt, until, output, error, held_undo, started_at, finished_at) =
+            r.map_err(sql("reading steps"))?;
+        let status = StepStatus::parse(&status).ok_or(Error::Corrupt { what: "step status", detail: status })?;
+        let output = output.as_deref().map(|o| json(o, "step output")).transpose()?;
+        Ok((
+            id,
+            StepState { status, attempt, undo_attempt, until, output, error, held_undo, started_at, finished_at },
+        ))
+    })
+    .collect()
+}
+
+/// Writes one batch: run row, step rows, events, attempt rows derived from the
+/// events, consumed commands.
+fn apply(conn: &Connection, b: &Batch) -> Result<()> {
+    if let Some((status, stop, reason)) = &b.run {
+        conn.prepare_cached("UPDATE runs SET status = ?2, stop = ?3, reason = ?4, updated_at = ?5 WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![b.run_id, status.as_str(), stop.map(stop_str), reason, b.at]))
+            .map_err(sql("updating the run"))?;
+    }
+    if !b.steps.is_empty() {
+        let mut stmt = conn.prepare_cached(STEP_UPSERT).map_err(sql("writing step state"))?;
+        for (idx, id, s) in &b.steps {
+            write_step(&mut stmt, &b.run_id, *idx, id, s)?;
+        }
+    }
+    let mut ev = conn
+        .prepare_cached("INSERT INTO events (run_id, seq, at, kind, step_id, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+        .map_err(sql("appending events"))?;
+    for (seq, e) in &b.events {
+        let data = serde_json::to_string(e).expect("log entries serialize");
+        ev.execute(params![b.run_id, seq, b.at, e.kind(), e.step(), data])
+            .map_err(sql("appending events"))?;
+        match e {
+            Entry::AttemptStarted { step, attempt, undo, key, params } => {
+                conn.prepare_cached(
+                    "INSERT INTO attempts (run_id, step_id, attempt, undo, key, params, status, started_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'started', ?7)",
+                )
+                .and_then(|mut s| s.execute(params![b.run_id, step, attempt, undo, key, params.to_string(), b.at]))
+                .map_err(sql("recording a started attempt"))?;
+            }
+            Entry::AttemptSucceeded { step, attempt, undo, output } => {
+                finish_attempt(conn, &b.run_id, step, *attempt, *undo, "succeeded", Some(output.to_string()), None, b.at)?
+            }
+            Entry::AttemptFailed { step, attempt, undo, error, .. } => {
+                finish_attempt(conn, &b.run_id, step, *attempt, *undo, "failed", None, Some(error), b.at)?
+            }
+            _ => {}
+        }
+    }
+    for id in &b.consumed {
+        conn.prepare_cached("UPDATE commands SET consumed_at = ?2 WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![id, b.at]))
+            .map_err(sql("consuming a command"))?;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish_attempt(
+    conn: &Connection,
+    run: &str,
+    step: &str,
+    attempt: u32,
+    undo: bool,
+    status: &str,
+    output: Option<String>,
+    error: Option<&String>,
+    at: Ms,
+) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE attempts SET status = ?5, output = ?6, error = ?7, finished_at = ?8
+         WHERE run_id = ?1 AND step_id = ?2 AND attempt = ?3 AND undo = ?4",
+    )
+    .and_then(|mut s| s.execute(params![run, step, attempt, undo, status, output, error, at]))
+    .map_err(sql("recording a finished attempt"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

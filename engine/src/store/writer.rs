@@ -1,0 +1,100 @@
+//! The single writer thread and its group commit.
+//!
+//! Each job runs inside a savepoint of the group's transaction, so a job that fails
+//! (a constraint, a bad row) is rolled back alone and the others still commit. Every
+//! caller hears back only after COMMIT returned: nothing is acknowledged before it is
+//! durable.
+
+use std::sync::Arc;
+
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Error, Result};
+
+/// Jobs waiting at the moment a group starts are committed together, up to this many.
+const MAX_GROUP: usize = 1024;
+
+type Done = Box<dyn FnOnce(Option<Error>) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> (bool, Done) + Send>;
+
+#[derive(Clone)]
+pub(super) struct Writer {
+    tx: mpsc::UnboundedSender<Job>,
+}
+
+impl Writer {
+    pub(super) fn start(conn: Connection) -> Writer {
+        let (tx, rx) = mpsc::unbounded_channel();
+        std::thread::Builder::new()
+            .name("medic-store-writer".into())
+            .spawn(move || run(conn, rx))
+            .expect("spawning the store writer thread");
+        Writer { tx }
+    }
+
+    /// Runs `f` in the next group transaction; resolves after the group commits.
+    pub(super) async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (reply, rx) = oneshot::channel::<Result<T>>();
+        let job: Job = Box::new(move |conn| {
+            let out = f(conn);
+            let ok = out.is_ok();
+            let done: Done = Box::new(move |commit_error| {
+                let _ = reply.send(match commit_error {
+                    Some(e) => Err(e),
+                    None => out,
+                });
+            });
+            (ok, done)
+        });
+        self.tx.send(job).map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+}
+
+fn run(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let e = Arc::new(e);
+            for job in jobs {
+                let (_, done) = job(&conn);
+                done(Some(Error::Commit(e.clone())));
+            }
+            continue;
+        }
+        let mut done = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let sp = conn.execute_batch("SAVEPOINT job");
+            let (ok, d) = job(&conn);
+            let end = if ok { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
+            let end = sp.and_then(|_| conn.execute_batch(end));
+            done.push((d, end.err()));
+        }
+        let commit = conn.execute_batch("COMMIT");
+        let commit = match commit {
+            Ok(()) => None,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                Some(Arc::new(e))
+            }
+        };
+        for (d, savepoint_error) in done {
+            let err = match (&commit, savepoint_error) {
+                (Some(e), _) => Some(Error::Commit(e.clone())),
+                (None, Some(e)) => Some(Error::Commit(Arc::new(e))),
+                (None, None) => None,
+            };
+            d(err);
+        }
+    }
+}

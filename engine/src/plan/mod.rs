@@ -2,12 +2,23 @@
 //! diagnostic out. Templates and conditions are rendered here too. No tokio, SQL or
 //! wasmtime.
 //!
-//! OWNER NOTE (remove when implemented): parse (YAML via yaml-rust2 with locations,
-//! JSON via serde_json) -> check against `plans/plan.schema.json` (jsonschema) ->
-//! raw serde types -> semantic checks (ids, needs, cycles via `dag::Dag`, template
-//! references, params, action params against `Catalog`) -> `Plan`.
+//! Pipeline: `locate` (YAML/JSON text -> JSON value + node positions) -> `validate`
+//! (the plan JSON Schema through `schema`, then `raw` serde types and semantic
+//! checks: ids, needs, cycles via `dag::Dag`, template references via `template`,
+//! plugin uses, action params against a `Catalog`) -> `Plan`. `diagnostic` renders
+//! what is wrong and where.
 
+mod diagnostic;
+mod locate;
 mod model;
+mod params;
+mod raw;
+mod schema;
+mod template;
+mod validate;
+
+#[cfg(test)]
+mod tests;
 
 pub use model::*;
 
@@ -22,10 +33,22 @@ pub enum Format {
     Json,
 }
 
+impl Format {
+    /// The format a file name's extension says: `.yaml`/`.yml` or `.json`.
+    pub fn from_path(path: &std::path::Path) -> Option<Format> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "yaml" | "yml" => Some(Format::Yaml),
+            "json" => Some(Format::Json),
+            _ => None,
+        }
+    }
+}
+
 /// One problem found in a plan (or in the params given to it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
-    /// The file (or other source name) the plan came from.
+    /// The file (or other source name) the plan came from; empty for problems with
+    /// run params, which have no file.
     pub file: String,
     /// 1-based line and column of the offending node, where known.
     pub line: Option<usize>,
@@ -56,28 +79,64 @@ pub fn parse(
     format: Format,
     catalog: Option<&dyn Catalog>,
 ) -> Result<Plan, Diagnostics> {
-    let _ = (file, text, format, catalog);
-    unimplemented!("plan::parse")
+    let (doc, locs) = locate::locate(text, format).map_err(|errors| {
+        Diagnostics(
+            errors
+                .into_iter()
+                .map(|e| Diagnostic {
+                    file: file.to_string(),
+                    line: e.pos.map(|p| p.0),
+                    column: e.pos.map(|p| p.1),
+                    path: String::new(),
+                    message: e.message,
+                })
+                .collect(),
+        )
+    })?;
+    validate::plan(file, &doc, &locs, catalog).map_err(Diagnostics)
+}
+
+/// Reads and parses a plan file; the format comes from its extension.
+pub fn load_file(
+    path: &std::path::Path,
+    catalog: Option<&dyn Catalog>,
+) -> Result<Plan, Diagnostics> {
+    let file = path.display().to_string();
+    let whole = |message: String| {
+        Diagnostics(vec![Diagnostic {
+            file: file.clone(),
+            line: None,
+            column: None,
+            path: String::new(),
+            message,
+        }])
+    };
+    let format = Format::from_path(path).ok_or_else(|| {
+        whole("unknown plan file extension; expected `.yaml`, `.yml` or `.json`".into())
+    })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| whole(format!("cannot read the plan: {e}")))?;
+    parse(&file, &text, format, catalog)
 }
 
 /// Checks the params given to a run against the plan's params and fills in defaults.
 /// `given` values that are JSON strings are coerced to the declared type where the
 /// param is not a string (so `--param replicas=3` gives the number 3).
-pub fn bind_params(plan: &Plan, given: &serde_json::Map<String, Value>) -> Result<Value, Diagnostics> {
-    let _ = (plan, given);
-    unimplemented!("plan::bind_params")
+pub fn bind_params(
+    plan: &Plan,
+    given: &serde_json::Map<String, Value>,
+) -> Result<Value, Diagnostics> {
+    params::bind(plan, given).map_err(Diagnostics)
 }
 
 /// Renders every string in `value` that holds a `${{ expr }}` template against `scope`
 /// (`{"params": .., "steps": {id: {"output": .., "status": ..}}, "run": {"id": ..}}`).
 /// A string that is exactly one `${{ expr }}` keeps the expression's JSON type.
 pub fn render(value: &Value, scope: &Value) -> Result<Value, TemplateError> {
-    let _ = (value, scope);
-    unimplemented!("plan::render")
+    template::render(value, scope)
 }
 
 /// Evaluates a `when` condition against `scope`.
 pub fn condition(expr: &str, scope: &Value) -> Result<bool, TemplateError> {
-    let _ = (expr, scope);
-    unimplemented!("plan::condition")
+    template::condition(expr, scope)
 }

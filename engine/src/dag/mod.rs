@@ -30,7 +30,11 @@ impl Dag {
             }
         }
         match toposort(&graph, None) {
-            Ok(topo) => Ok(Dag { needs, dependents, topo }),
+            Ok(topo) => Ok(Dag {
+                needs,
+                dependents,
+                topo,
+            }),
             Err(_) => Err(cycles(&graph)),
         }
     }

@@ -201,7 +201,14 @@ pub struct RunState {
 impl RunState {
     /// A new run that has not started.
     pub fn new(id: String, params: Value, steps: usize) -> RunState {
-        RunState::restore(id, RunStatus::Running, None, None, params, vec![StepState::new(); steps])
+        RunState::restore(
+            id,
+            RunStatus::Running,
+            None,
+            None,
+            params,
+            vec![StepState::new(); steps],
+        )
     }
 
     /// A run read back from the store. `stop` is persisted with the run row.

@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::{
-    Effect, Entry, Event, Failure, Ms, Observed, Outcome, Resolution, RunState, RunStatus, Stop,
-    StepStatus, attempt_key,
+    Effect, Entry, Event, Failure, Ms, Observed, Outcome, Resolution, RunState, RunStatus,
+    StepStatus, Stop, attempt_key,
 };
 use crate::dag::Dag;
 use crate::plan::{self, ApprovalTimeout, Backoff, EffectClass, FailurePolicy, Plan, StepKind};
@@ -41,13 +41,27 @@ pub fn recover(state: &mut RunState, plan: &Plan, dag: &Dag, now: Ms) -> Outcome
             StepStatus::Running => {
                 let attempt = s.attempt;
                 if let Some((key, params, connect)) = m.render_call(i, attempt, false) {
-                    m.out.effects.push(Effect::Observe { step: i, attempt, undo: false, key, params, connect });
+                    m.out.effects.push(Effect::Observe {
+                        step: i,
+                        attempt,
+                        undo: false,
+                        key,
+                        params,
+                        connect,
+                    });
                 }
             }
             StepStatus::Undoing => {
                 let attempt = s.undo_attempt;
                 if let Some((key, params, connect)) = m.render_call(i, attempt, true) {
-                    m.out.effects.push(Effect::Observe { step: i, attempt, undo: true, key, params, connect });
+                    m.out.effects.push(Effect::Observe {
+                        step: i,
+                        attempt,
+                        undo: true,
+                        key,
+                        params,
+                        connect,
+                    });
                 }
             }
             StepStatus::Backoff | StepStatus::UndoBackoff | StepStatus::Approval => {
@@ -77,7 +91,13 @@ struct Machine<'a> {
 
 impl<'a> Machine<'a> {
     fn new(state: &'a mut RunState, plan: &'a Plan, dag: &'a Dag, now: Ms) -> Self {
-        Machine { state, plan, dag, now, out: Outcome::default() }
+        Machine {
+            state,
+            plan,
+            dag,
+            now,
+            out: Outcome::default(),
+        }
     }
 
     fn id(&self, step: usize) -> String {
@@ -99,7 +119,9 @@ impl<'a> Machine<'a> {
     }
 
     fn policy(&self, step: usize) -> FailurePolicy {
-        self.plan.steps[step].on_failure.unwrap_or(self.plan.on_failure)
+        self.plan.steps[step]
+            .on_failure
+            .unwrap_or(self.plan.on_failure)
     }
 
     /// A need is satisfied when it succeeded, was skipped, or failed with `continue`.
@@ -137,9 +159,19 @@ impl<'a> Machine<'a> {
                     self.check_ready(i);
                 }
             }
-            Event::Finished { step, attempt, undo, result } => self.finished(step, attempt, undo, result),
+            Event::Finished {
+                step,
+                attempt,
+                undo,
+                result,
+            } => self.finished(step, attempt, undo, result),
             Event::Due { step } => self.due(step),
-            Event::Decision { step, approve, by, comment } => {
+            Event::Decision {
+                step,
+                approve,
+                by,
+                comment,
+            } => {
                 if self.state.steps[step].status != StepStatus::Approval {
                     return;
                 }
@@ -150,7 +182,10 @@ impl<'a> Machine<'a> {
                     comment: comment.clone(),
                 });
                 if approve {
-                    self.succeed(step, json!({ "approved": true, "by": by, "comment": comment }));
+                    self.succeed(
+                        step,
+                        json!({ "approved": true, "by": by, "comment": comment }),
+                    );
                 } else {
                     let why = match comment {
                         Some(c) => format!("rejected by {by}: {c}"),
@@ -167,10 +202,18 @@ impl<'a> Machine<'a> {
                     self.stop(Stop::Cancel);
                 }
             }
-            Event::Observed { step, attempt, undo, observed, effect } => {
-                self.observed(step, attempt, undo, observed, effect)
-            }
-            Event::Resolve { step, resolution, by } => self.resolve(step, resolution, by),
+            Event::Observed {
+                step,
+                attempt,
+                undo,
+                observed,
+                effect,
+            } => self.observed(step, attempt, undo, observed, effect),
+            Event::Resolve {
+                step,
+                resolution,
+                by,
+            } => self.resolve(step, resolution, by),
         }
     }
 
@@ -187,7 +230,12 @@ impl<'a> Machine<'a> {
         let id = self.id(step);
         match result {
             Ok(output) => {
-                self.out.log.push(Entry::AttemptSucceeded { step: id, attempt, undo, output: output.clone() });
+                self.out.log.push(Entry::AttemptSucceeded {
+                    step: id,
+                    attempt,
+                    undo,
+                    output: output.clone(),
+                });
                 if undo {
                     self.state.steps[step].finished_at = Some(self.now);
                     self.set(step, StepStatus::Undone);
@@ -216,7 +264,14 @@ impl<'a> Machine<'a> {
                 st.error = Some(failure.message.clone());
                 if let Some(at) = retry_at {
                     st.until = Some(at);
-                    self.set(step, if undo { StepStatus::UndoBackoff } else { StepStatus::Backoff });
+                    self.set(
+                        step,
+                        if undo {
+                            StepStatus::UndoBackoff
+                        } else {
+                            StepStatus::Backoff
+                        },
+                    );
                     self.out.effects.push(Effect::Wake { step, at });
                 } else if undo {
                     let reason = format!(
@@ -228,7 +283,10 @@ impl<'a> Machine<'a> {
                     self.hold(step, true, reason);
                 } else {
                     let what = if attempt > 1 {
-                        format!("attempt {attempt} of {} failed: {}", retry.attempts, failure.message)
+                        format!(
+                            "attempt {attempt} of {} failed: {}",
+                            retry.attempts, failure.message
+                        )
                     } else {
                         failure.message
                     };
@@ -241,7 +299,10 @@ impl<'a> Machine<'a> {
     fn due(&mut self, step: usize) {
         let s = &self.state.steps[step];
         let Some(until) = s.until else { return };
-        if !matches!(s.status, StepStatus::Backoff | StepStatus::UndoBackoff | StepStatus::Approval) {
+        if !matches!(
+            s.status,
+            StepStatus::Backoff | StepStatus::UndoBackoff | StepStatus::Approval
+        ) {
             return;
         }
         if until > self.now {
@@ -260,8 +321,13 @@ impl<'a> Machine<'a> {
                 self.start_attempt(step, true);
             }
             StepStatus::Approval => {
-                let StepKind::Approval(a) = &self.plan.steps[step].kind else { return };
-                let timeout = a.timeout.map(|t| humantime::format_duration(t).to_string()).unwrap_or_default();
+                let StepKind::Approval(a) = &self.plan.steps[step].kind else {
+                    return;
+                };
+                let timeout = a
+                    .timeout
+                    .map(|t| humantime::format_duration(t).to_string())
+                    .unwrap_or_default();
                 self.out.log.push(Entry::ApprovalDecided {
                     step: self.id(step),
                     approved: a.on_timeout == ApprovalTimeout::Approve,
@@ -272,16 +338,24 @@ impl<'a> Machine<'a> {
                     ApprovalTimeout::Approve => {
                         self.succeed(step, json!({ "approved": true, "by": "timeout" }))
                     }
-                    ApprovalTimeout::Reject => {
-                        self.fail(step, format!("approval timed out after {timeout} (on_timeout: reject)"))
-                    }
+                    ApprovalTimeout::Reject => self.fail(
+                        step,
+                        format!("approval timed out after {timeout} (on_timeout: reject)"),
+                    ),
                 }
             }
             _ => {}
         }
     }
 
-    fn observed(&mut self, step: usize, attempt: u32, undo: bool, observed: Observed, effect: EffectClass) {
+    fn observed(
+        &mut self,
+        step: usize,
+        attempt: u32,
+        undo: bool,
+        observed: Observed,
+        effect: EffectClass,
+    ) {
         let s = &self.state.steps[step];
         let current = if undo {
             s.status == StepStatus::Undoing && s.undo_attempt == attempt
@@ -297,13 +371,25 @@ impl<'a> Machine<'a> {
             Observed::NotDone => "not done".to_string(),
             Observed::Unknown(why) => format!("unknown: {why}"),
         };
-        self.out.log.push(Entry::Observed { step: id.clone(), attempt, undo, result: result.clone() });
+        self.out.log.push(Entry::Observed {
+            step: id.clone(),
+            attempt,
+            undo,
+            result: result.clone(),
+        });
         match observed {
             Observed::Done(output) => self.finished(step, attempt, undo, Ok(output)),
             _ if effect.rerunnable() => {
                 // Safe to call again: the same attempt, with the same idempotency key.
                 if let Some((key, params, connect)) = self.render_call(step, attempt, undo) {
-                    self.out.effects.push(Effect::Invoke { step, attempt, undo, key, params, connect });
+                    self.out.effects.push(Effect::Invoke {
+                        step,
+                        attempt,
+                        undo,
+                        key,
+                        params,
+                        connect,
+                    });
                 }
             }
             _ => {
@@ -330,7 +416,11 @@ impl<'a> Machine<'a> {
             Resolution::Skip => "skip",
             Resolution::Fail => "fail",
         };
-        self.out.log.push(Entry::StepResolved { step: self.id(step), resolution: name.into(), by: by.clone() });
+        self.out.log.push(Entry::StepResolved {
+            step: self.id(step),
+            resolution: name.into(),
+            by: by.clone(),
+        });
         self.state.steps[step].held_undo = false;
         match (undo, resolution) {
             (false, Resolution::Retry) => {
@@ -345,7 +435,9 @@ impl<'a> Machine<'a> {
                 self.set(step, StepStatus::Skipped);
                 self.settled(step);
             }
-            (false, Resolution::Fail) => self.fail(step, format!("marked failed by {by} after a hold")),
+            (false, Resolution::Fail) => {
+                self.fail(step, format!("marked failed by {by} after a hold"))
+            }
             (true, Resolution::Retry) => {
                 self.set(step, StepStatus::UndoBackoff);
                 self.start_attempt(step, true);
@@ -377,10 +469,17 @@ impl<'a> Machine<'a> {
             FailurePolicy::Continue => self.settled(step),
             policy => {
                 if self.state.reason.is_none() {
-                    self.state.reason = Some(format!("step `{}` failed: {message}", self.plan.steps[step].id));
+                    self.state.reason = Some(format!(
+                        "step `{}` failed: {message}",
+                        self.plan.steps[step].id
+                    ));
                     self.out.run_changed = true;
                 }
-                let stop = if policy == FailurePolicy::Rollback { Stop::Rollback } else { Stop::Abort };
+                let stop = if policy == FailurePolicy::Rollback {
+                    Stop::Rollback
+                } else {
+                    Stop::Abort
+                };
                 self.stop(stop);
             }
         }
@@ -392,7 +491,10 @@ impl<'a> Machine<'a> {
         st.held_undo = undo;
         st.until = None;
         self.set(step, StepStatus::Held);
-        self.out.log.push(Entry::StepHeld { step: self.id(step), reason });
+        self.out.log.push(Entry::StepHeld {
+            step: self.id(step),
+            reason,
+        });
     }
 
     /// Stops going forward: steps that have not started never will.
@@ -424,12 +526,18 @@ impl<'a> Machine<'a> {
 
     /// Starts what can start, then settles the run's status.
     fn advance(&mut self) {
-        let held = self.state.steps.iter().any(|s| s.status == StepStatus::Held);
+        let held = self
+            .state
+            .steps
+            .iter()
+            .any(|s| s.status == StepStatus::Held);
         if !held {
             match self.state.stop {
                 None => {
                     while self.state.flying < self.plan.concurrency {
-                        let Some(step) = self.state.ready.pop_front() else { break };
+                        let Some(step) = self.state.ready.pop_front() else {
+                            break;
+                        };
                         self.state.queued[step] = false;
                         self.start(step);
                     }
@@ -446,7 +554,10 @@ impl<'a> Machine<'a> {
     }
 
     fn undo_waiting(&self) -> bool {
-        self.state.steps.iter().any(|s| s.status == StepStatus::UndoBackoff)
+        self.state
+            .steps
+            .iter()
+            .any(|s| s.status == StepStatus::UndoBackoff)
     }
 
     /// Undoes one completed step at a time, latest in topological order first, so
@@ -454,7 +565,10 @@ impl<'a> Machine<'a> {
     fn start_next_undo(&mut self) {
         let next = self.dag.topological().iter().rev().copied().find(|&i| {
             self.state.steps[i].status == StepStatus::Succeeded
-                && matches!(&self.plan.steps[i].kind, StepKind::Action { undo: Some(_), .. })
+                && matches!(
+                    &self.plan.steps[i].kind,
+                    StepKind::Action { undo: Some(_), .. }
+                )
         });
         if let Some(step) = next {
             self.start_attempt(step, true);
@@ -471,9 +585,16 @@ impl<'a> Machine<'a> {
             match s.stop {
                 None => {
                     let open = s.steps.iter().any(|st| {
-                        matches!(st.status, StepStatus::Pending | StepStatus::Backoff | StepStatus::Approval)
+                        matches!(
+                            st.status,
+                            StepStatus::Pending | StepStatus::Backoff | StepStatus::Approval
+                        )
                     });
-                    if open || !s.ready.is_empty() { RunStatus::Running } else { RunStatus::Succeeded }
+                    if open || !s.ready.is_empty() {
+                        RunStatus::Running
+                    } else {
+                        RunStatus::Succeeded
+                    }
                 }
                 Some(Stop::Abort) => RunStatus::Failed,
                 Some(Stop::Rollback) => RunStatus::RolledBack,
@@ -495,7 +616,10 @@ impl<'a> Machine<'a> {
                 self.state.reason = None;
             }
             self.out.run_changed = true;
-            self.out.log.push(Entry::RunStatus { status, reason: self.state.reason.clone() });
+            self.out.log.push(Entry::RunStatus {
+                status,
+                reason: self.state.reason.clone(),
+            });
         }
     }
 
@@ -526,7 +650,10 @@ impl<'a> Machine<'a> {
                     st.error = Some(reason.clone());
                     st.finished_at = Some(self.now);
                     self.set(step, StepStatus::Skipped);
-                    self.out.log.push(Entry::StepSkipped { step: self.id(step), reason });
+                    self.out.log.push(Entry::StepSkipped {
+                        step: self.id(step),
+                        reason,
+                    });
                     self.settled(step);
                     return;
                 }
@@ -539,19 +666,28 @@ impl<'a> Machine<'a> {
         }
         self.state.steps[step].started_at = Some(self.now);
         match &def.kind {
-            StepKind::Approval(a) => match plan::render(&Value::String(a.prompt.clone()), &self.state.scope) {
-                Ok(prompt) => {
-                    let prompt = prompt.as_str().map(str::to_owned).unwrap_or_else(|| prompt.to_string());
-                    let deadline = a.timeout.map(|t| self.now + ms(t));
-                    self.state.steps[step].until = deadline;
-                    self.set(step, StepStatus::Approval);
-                    self.out.log.push(Entry::ApprovalRequested { step: self.id(step), prompt, deadline });
-                    if let Some(at) = deadline {
-                        self.out.effects.push(Effect::Wake { step, at });
+            StepKind::Approval(a) => {
+                match plan::render(&Value::String(a.prompt.clone()), &self.state.scope) {
+                    Ok(prompt) => {
+                        let prompt = prompt
+                            .as_str()
+                            .map(str::to_owned)
+                            .unwrap_or_else(|| prompt.to_string());
+                        let deadline = a.timeout.map(|t| self.now + ms(t));
+                        self.state.steps[step].until = deadline;
+                        self.set(step, StepStatus::Approval);
+                        self.out.log.push(Entry::ApprovalRequested {
+                            step: self.id(step),
+                            prompt,
+                            deadline,
+                        });
+                        if let Some(at) = deadline {
+                            self.out.effects.push(Effect::Wake { step, at });
+                        }
                     }
+                    Err(e) => self.fail(step, format!("rendering the approval prompt: {e}")),
                 }
-                Err(e) => self.fail(step, format!("rendering the approval prompt: {e}")),
-            },
+            }
             StepKind::Action { .. } => self.start_attempt(step, false),
         }
     }
@@ -567,8 +703,17 @@ impl<'a> Machine<'a> {
             st.attempt
         };
         st.until = None;
-        let Some((key, params, connect)) = self.render_call(step, attempt, undo) else { return };
-        self.set(step, if undo { StepStatus::Undoing } else { StepStatus::Running });
+        let Some((key, params, connect)) = self.render_call(step, attempt, undo) else {
+            return;
+        };
+        self.set(
+            step,
+            if undo {
+                StepStatus::Undoing
+            } else {
+                StepStatus::Running
+            },
+        );
         self.out.log.push(Entry::AttemptStarted {
             step: self.id(step),
             attempt,
@@ -576,14 +721,32 @@ impl<'a> Machine<'a> {
             key: key.clone(),
             params: params.clone(),
         });
-        self.out.effects.push(Effect::Invoke { step, attempt, undo, key, params, connect });
+        self.out.effects.push(Effect::Invoke {
+            step,
+            attempt,
+            undo,
+            key,
+            params,
+            connect,
+        });
     }
 
     /// Renders the params and TCP grants of a step's action (or undo). A template that
     /// cannot render fails the step (or holds its undo): it would fail every attempt.
-    fn render_call(&mut self, step: usize, attempt: u32, undo: bool) -> Option<(String, Value, Vec<String>)> {
+    fn render_call(
+        &mut self,
+        step: usize,
+        attempt: u32,
+        undo: bool,
+    ) -> Option<(String, Value, Vec<String>)> {
         let def = &self.plan.steps[step];
-        let StepKind::Action { call, undo: undo_call } = &def.kind else { return None };
+        let StepKind::Action {
+            call,
+            undo: undo_call,
+        } = &def.kind
+        else {
+            return None;
+        };
         let call = if undo { undo_call.as_ref()? } else { call };
         let key = attempt_key(&self.state.id, &def.id, attempt, undo);
         let grants = &self.plan.plugins[&call.plugin].grants.connect;
@@ -591,7 +754,13 @@ impl<'a> Machine<'a> {
             let connect = grants
                 .iter()
                 .map(|g| plan::render(&Value::String(g.clone()), &self.state.scope))
-                .map(|v| v.map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())))
+                .map(|v| {
+                    v.map(|v| {
+                        v.as_str()
+                            .map(str::to_owned)
+                            .unwrap_or_else(|| v.to_string())
+                    })
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             Ok((params, connect))
         });
@@ -612,7 +781,11 @@ impl<'a> Machine<'a> {
     fn call_name(&self, step: usize, undo: bool) -> String {
         match &self.plan.steps[step].kind {
             StepKind::Action { call, undo: u } => {
-                let c = if undo { u.as_ref().unwrap_or(call) } else { call };
+                let c = if undo {
+                    u.as_ref().unwrap_or(call)
+                } else {
+                    call
+                };
                 format!("{}/{}", c.plugin, c.action)
             }
             StepKind::Approval(_) => "approval".into(),
@@ -633,7 +806,10 @@ pub(crate) fn delay(retry: &plan::Retry, attempt: u32, key: &str) -> Ms {
         Backoff::Fixed => retry.initial,
         Backoff::Exponential => retry
             .initial
-            .checked_mul(1u32.checked_shl(attempt.saturating_sub(1)).unwrap_or(u32::MAX))
+            .checked_mul(
+                1u32.checked_shl(attempt.saturating_sub(1))
+                    .unwrap_or(u32::MAX),
+            )
             .unwrap_or(retry.max),
     }
     .min(retry.max);

@@ -152,14 +152,26 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store> {
         let shown = path.display().to_string();
         let open = || {
-            let conn = Connection::open(path).map_err(|source| Error::Open { path: shown.clone(), source })?;
-            schema::configure(&conn).map_err(|source| Error::Open { path: shown.clone(), source })?;
+            let conn = Connection::open(path).map_err(|source| Error::Open {
+                path: shown.clone(),
+                source,
+            })?;
+            schema::configure(&conn).map_err(|source| Error::Open {
+                path: shown.clone(),
+                source,
+            })?;
             Ok::<_, Error>(conn)
         };
         let mut conn = open()?;
-        schema::migrate(&mut conn).map_err(|source| Error::Migrate { path: shown.clone(), source })?;
+        schema::migrate(&mut conn).map_err(|source| Error::Migrate {
+            path: shown.clone(),
+            source,
+        })?;
         let reader = open()?;
-        Ok(Store { writer: Writer::start(conn), reader: Arc::new(Mutex::new(reader)) })
+        Ok(Store {
+            writer: Writer::start(conn),
+            reader: Arc::new(Mutex::new(reader)),
+        })
     }
 
     async fn read<T: Send + 'static>(
@@ -177,7 +189,11 @@ impl Store {
 
     /// Stores the plan (once per content hash) and creates the run, in one transaction.
     pub async fn create_run(&self, new: NewRun<'_>) -> Result<()> {
-        let plan = (new.plan_hash.to_owned(), new.plan_name.to_owned(), new.plan_source.to_owned());
+        let plan = (
+            new.plan_hash.to_owned(),
+            new.plan_name.to_owned(),
+            new.plan_source.to_owned(),
+        );
         let state = new.state.clone();
         let ids: Vec<String> = new.step_ids.iter().map(|s| s.to_string()).collect();
         let owner = new.owner.map(str::to_owned);
@@ -217,9 +233,11 @@ impl Store {
         self.read(move |conn| {
             let row = conn
                 .query_row(
-                    &format!("SELECT {RUN_COLUMNS}, r.params, r.stop, p.source,
+                    &format!(
+                        "SELECT {RUN_COLUMNS}, r.params, r.stop, p.source,
                         (SELECT COALESCE(MAX(seq), 0) + 1 FROM events e WHERE e.run_id = r.id)
-                     FROM runs r JOIN plans p ON p.hash = r.plan_hash WHERE r.id = ?1"),
+                     FROM runs r JOIN plans p ON p.hash = r.plan_hash WHERE r.id = ?1"
+                    ),
                     [&id],
                     |row| {
                         Ok((
@@ -236,12 +254,26 @@ impl Store {
                 .ok_or_else(|| Error::RunNotFound(id.clone()))?;
             let (summary, params, stop, plan_source, next_seq) = row;
             let summary = summary?;
-            let params: Value = serde_json::from_str(&params)
-                .map_err(|e| Error::Corrupt { what: "run params", detail: e.to_string() })?;
+            let params: Value = serde_json::from_str(&params).map_err(|e| Error::Corrupt {
+                what: "run params",
+                detail: e.to_string(),
+            })?;
             let stop = stop.as_deref().map(parse_stop).transpose()?;
             let steps = read_steps(conn, &id)?.into_iter().map(|(_, s)| s).collect();
-            let state = RunState::restore(id, summary.status, summary.reason.clone(), stop, params, steps);
-            Ok(StoredRun { summary, plan_source, state, next_seq })
+            let state = RunState::restore(
+                id,
+                summary.status,
+                summary.reason.clone(),
+                stop,
+                params,
+                steps,
+            );
+            Ok(StoredRun {
+                summary,
+                plan_source,
+                state,
+                next_seq,
+            })
         })
         .await
     }
@@ -253,7 +285,11 @@ impl Store {
     }
 
     /// Runs, newest first, optionally only those with `status`.
-    pub async fn list_runs(&self, status: Option<RunStatus>, limit: usize) -> Result<Vec<RunSummary>> {
+    pub async fn list_runs(
+        &self,
+        status: Option<RunStatus>,
+        limit: usize,
+    ) -> Result<Vec<RunSummary>> {
         self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(&format!(
@@ -279,8 +315,11 @@ impl Store {
                      ORDER BY r.created_at"
                 ))
                 .map_err(sql("listing unfinished runs"))?;
-            let rows = stmt.query_map([], summary).map_err(sql("listing unfinished runs"))?;
-            rows.map(|r| r.map_err(sql("listing unfinished runs"))?).collect()
+            let rows = stmt
+                .query_map([], summary)
+                .map_err(sql("listing unfinished runs"))?;
+            rows.map(|r| r.map_err(sql("listing unfinished runs"))?)
+                .collect()
         })
         .await
     }
@@ -288,7 +327,11 @@ impl Store {
     /// Takes ownership of a run if it is owned by `expected` (None: by nobody).
     /// Returns whether this caller now owns it.
     pub async fn claim(&self, run: &str, owner: &str, expected: Option<&str>) -> Result<bool> {
-        let (run, owner, expected) = (run.to_owned(), owner.to_owned(), expected.map(str::to_owned));
+        let (run, owner, expected) = (
+            run.to_owned(),
+            owner.to_owned(),
+            expected.map(str::to_owned),
+        );
         self.writer
             .write(move |conn| {
                 let n = conn
@@ -447,12 +490,18 @@ fn summary(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<RunSummary>> {
             created_at: row.get(6)?,
             updated_at: row.get(7)?,
         }),
-        None => Err(Error::Corrupt { what: "run status", detail: status }),
+        None => Err(Error::Corrupt {
+            what: "run status",
+            detail: status,
+        }),
     })
 }
 
 fn json(text: &str, what: &'static str) -> Result<Value> {
-    serde_json::from_str(text).map_err(|e| Error::Corrupt { what, detail: e.to_string() })
+    serde_json::from_str(text).map_err(|e| Error::Corrupt {
+        what,
+        detail: e.to_string(),
+    })
 }
 
 fn parse_stop(s: &str) -> Result<Stop> {
@@ -460,7 +509,10 @@ fn parse_stop(s: &str) -> Result<Stop> {
         "abort" => Ok(Stop::Abort),
         "rollback" => Ok(Stop::Rollback),
         "cancel" => Ok(Stop::Cancel),
-        other => Err(Error::Corrupt { what: "run stop", detail: other.into() }),
+        other => Err(Error::Corrupt {
+            what: "run stop",
+            detail: other.into(),
+        }),
     }
 }
 
@@ -476,7 +528,13 @@ const STEP_UPSERT: &str = "INSERT OR REPLACE INTO steps
     (run_id, idx, step_id, status, attempt, undo_attempt, until_ms, output, error, held_undo, started_at, finished_at)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
 
-fn write_step(stmt: &mut rusqlite::CachedStatement<'_>, run: &str, idx: usize, id: &str, s: &StepState) -> Result<()> {
+fn write_step(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    run: &str,
+    idx: usize,
+    id: &str,
+    s: &StepState,
+) -> Result<()> {
     stmt.execute(params![
         run,
         idx as i64,
@@ -519,13 +577,39 @@ fn read_steps(conn: &Connection, run: &str) -> Result<Vec<(String, StepState)>> 
         })
         .map_err(sql("reading steps"))?;
     rows.map(|r| {
-        let (id, status, attempt, undo_attempt, until, output, error, held_undo, started_at, finished_at) =
-            r.map_err(sql("reading steps"))?;
-        let status = StepStatus::parse(&status).ok_or(Error::Corrupt { what: "step status", detail: status })?;
-        let output = output.as_deref().map(|o| json(o, "step output")).transpose()?;
+        let (
+            id,
+            status,
+            attempt,
+            undo_attempt,
+            until,
+            output,
+            error,
+            held_undo,
+            started_at,
+            finished_at,
+        ) = r.map_err(sql("reading steps"))?;
+        let status = StepStatus::parse(&status).ok_or(Error::Corrupt {
+            what: "step status",
+            detail: status,
+        })?;
+        let output = output
+            .as_deref()
+            .map(|o| json(o, "step output"))
+            .transpose()?;
         Ok((
             id,
-            StepState { status, attempt, undo_attempt, until, output, error, held_undo, started_at, finished_at },
+            StepState {
+                status,
+                attempt,
+                undo_attempt,
+                until,
+                output,
+                error,
+                held_undo,
+                started_at,
+                finished_at,
+            },
         ))
     })
     .collect()
@@ -535,12 +619,24 @@ fn read_steps(conn: &Connection, run: &str) -> Result<Vec<(String, StepState)>> 
 /// events, consumed commands.
 fn apply(conn: &Connection, b: &Batch) -> Result<()> {
     if let Some((status, stop, reason)) = &b.run {
-        conn.prepare_cached("UPDATE runs SET status = ?2, stop = ?3, reason = ?4, updated_at = ?5 WHERE id = ?1")
-            .and_then(|mut s| s.execute(params![b.run_id, status.as_str(), stop.map(stop_str), reason, b.at]))
-            .map_err(sql("updating the run"))?;
+        conn.prepare_cached(
+            "UPDATE runs SET status = ?2, stop = ?3, reason = ?4, updated_at = ?5 WHERE id = ?1",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                b.run_id,
+                status.as_str(),
+                stop.map(stop_str),
+                reason,
+                b.at
+            ])
+        })
+        .map_err(sql("updating the run"))?;
     }
     if !b.steps.is_empty() {
-        let mut stmt = conn.prepare_cached(STEP_UPSERT).map_err(sql("writing step state"))?;
+        let mut stmt = conn
+            .prepare_cached(STEP_UPSERT)
+            .map_err(sql("writing step state"))?;
         for (idx, id, s) in &b.steps {
             write_step(&mut stmt, &b.run_id, *idx, id, s)?;
         }
@@ -553,7 +649,13 @@ fn apply(conn: &Connection, b: &Batch) -> Result<()> {
         ev.execute(params![b.run_id, seq, b.at, e.kind(), e.step(), data])
             .map_err(sql("appending events"))?;
         match e {
-            Entry::AttemptStarted { step, attempt, undo, key, params } => {
+            Entry::AttemptStarted {
+                step,
+                attempt,
+                undo,
+                key,
+                params,
+            } => {
                 conn.prepare_cached(
                     "INSERT INTO attempts (run_id, step_id, attempt, undo, key, params, status, started_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'started', ?7)",
@@ -561,12 +663,39 @@ fn apply(conn: &Connection, b: &Batch) -> Result<()> {
                 .and_then(|mut s| s.execute(params![b.run_id, step, attempt, undo, key, params.to_string(), b.at]))
                 .map_err(sql("recording a started attempt"))?;
             }
-            Entry::AttemptSucceeded { step, attempt, undo, output } => {
-                finish_attempt(conn, &b.run_id, step, *attempt, *undo, "succeeded", Some(output.to_string()), None, b.at)?
-            }
-            Entry::AttemptFailed { step, attempt, undo, error, .. } => {
-                finish_attempt(conn, &b.run_id, step, *attempt, *undo, "failed", None, Some(error), b.at)?
-            }
+            Entry::AttemptSucceeded {
+                step,
+                attempt,
+                undo,
+                output,
+            } => finish_attempt(
+                conn,
+                &b.run_id,
+                step,
+                *attempt,
+                *undo,
+                "succeeded",
+                Some(output.to_string()),
+                None,
+                b.at,
+            )?,
+            Entry::AttemptFailed {
+                step,
+                attempt,
+                undo,
+                error,
+                ..
+            } => finish_attempt(
+                conn,
+                &b.run_id,
+                step,
+                *attempt,
+                *undo,
+                "failed",
+                None,
+                Some(error),
+                b.at,
+            )?,
             _ => {}
         }
     }

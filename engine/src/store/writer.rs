@@ -76,7 +76,11 @@ fn run(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
         for job in jobs {
             let sp = conn.execute_batch("SAVEPOINT job");
             let (ok, d) = job(&conn);
-            let end = if ok { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
+            let end = if ok {
+                "RELEASE job"
+            } else {
+                "ROLLBACK TO job; RELEASE job"
+            };
             let end = sp.and_then(|_| conn.execute_batch(end));
             done.push((d, end.err()));
         }

@@ -243,3 +243,6 @@ pub fn attempt_key(run_id: &str, step_id: &str, attempt: u32, undo: bool) -> Str
         format!("{run_id}/{step_id}/{attempt}")
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,6 +1,5 @@
 //! `transition` and `recover`: every rule of how a run moves, in one place.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -817,8 +816,10 @@ pub(crate) fn delay(retry: &plan::Retry, attempt: u32, key: &str) -> Ms {
     if !retry.jitter || base == 0 {
         return base;
     }
-    let mut h = DefaultHasher::new();
-    key.hash(&mut h);
-    let spread = (h.finish() % 501) as i64 - 250; // -250..=250 per mille of a quarter
+    // sha256, not std's hasher: its output may change between Rust releases.
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(key.as_bytes());
+    let h = u64::from_le_bytes(h[..8].try_into().expect("8 bytes"));
+    let spread = (h % 501) as i64 - 250; // -250..=250 per mille: +-25%
     base + base * spread / 1000
 }

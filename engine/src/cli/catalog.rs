@@ -17,12 +17,12 @@ impl Loaded {
         let mut manifests = HashMap::new();
         for u in plan.plugins.values() {
             let key = (u.name.clone(), u.version.clone());
-            if !manifests.contains_key(&key) {
-                let m = host
-                    .manifest(&u.name, &u.version)
-                    .await
-                    .map_err(|e| e.to_string());
-                manifests.insert(key, m);
+            if let std::collections::hash_map::Entry::Vacant(slot) = manifests.entry(key) {
+                slot.insert(
+                    host.manifest(&u.name, &u.version)
+                        .await
+                        .map_err(|e| e.to_string()),
+                );
             }
         }
         Loaded { manifests }

@@ -259,13 +259,16 @@ impl<I: Invoker> Driver<I> {
         let poll = self.exec.inner.inbox_poll;
         let mut next_poll = tokio::time::Instant::now();
         loop {
-            if self.state.status.is_terminal() || self.state.status == RunStatus::Held {
+            if self.state.status.is_terminal() {
                 return Ok(self.state.status);
             }
+            // A held run has nothing in flight: only an operator's command can move it,
+            // so look at the inbox once and give the run back if there is none.
+            let held = self.state.status == RunStatus::Held;
             let mut batch = Vec::new();
             let mut consumed = Vec::new();
             tokio::select! {
-                ev = self.events.1.recv() => {
+                ev = self.events.1.recv(), if !held => {
                     batch.extend(ev);
                     // Everything that is ready now goes into the same commit.
                     while let Ok(ev) = self.events.1.try_recv() {
@@ -279,6 +282,9 @@ impl<I: Invoker> Driver<I> {
                         if let Some(ev) = self.command_event(&cmd) {
                             batch.push(ev);
                         }
+                    }
+                    if held && consumed.is_empty() {
+                        return Ok(RunStatus::Held);
                     }
                 }
             }

@@ -22,10 +22,16 @@ impl Sim {
         let text = format!(
             "apiVersion: medic/v1\nkind: RecoveryPlan\nmetadata: {{ name: t }}\nplugins:\n  p: {{ use: probe@0.1 }}\n{head}steps:\n{steps}"
         );
-        let plan = plan::parse("t.yaml", &text, Format::Yaml, None).unwrap_or_else(|d| panic!("{d}"));
+        let plan =
+            plan::parse("t.yaml", &text, Format::Yaml, None).unwrap_or_else(|d| panic!("{d}"));
         let dag = Dag::new(plan.steps.iter().map(|s| s.needs.clone()).collect()).unwrap();
         let state = RunState::new("r1".into(), json!({}), plan.steps.len());
-        Sim { plan, dag, state, now: 1_000 }
+        Sim {
+            plan,
+            dag,
+            state,
+            now: 1_000,
+        }
     }
 
     fn ev(&mut self, e: Event) -> Outcome {
@@ -42,18 +48,36 @@ impl Sim {
 
     fn ok(&mut self, id: &str, attempt: u32) -> Outcome {
         let step = self.i(id);
-        self.ev(Event::Finished { step, attempt, undo: false, result: Ok(json!({"from": id})) })
+        self.ev(Event::Finished {
+            step,
+            attempt,
+            undo: false,
+            result: Ok(json!({"from": id})),
+        })
     }
 
     fn err(&mut self, id: &str, attempt: u32, retryable: bool) -> Outcome {
         let step = self.i(id);
-        let result = Err(Failure { message: format!("{id} broke"), retryable });
-        self.ev(Event::Finished { step, attempt, undo: false, result })
+        let result = Err(Failure {
+            message: format!("{id} broke"),
+            retryable,
+        });
+        self.ev(Event::Finished {
+            step,
+            attempt,
+            undo: false,
+            result,
+        })
     }
 
     fn undo_ok(&mut self, id: &str, attempt: u32) -> Outcome {
         let step = self.i(id);
-        self.ev(Event::Finished { step, attempt, undo: true, result: Ok(json!({})) })
+        self.ev(Event::Finished {
+            step,
+            attempt,
+            undo: true,
+            result: Ok(json!({})),
+        })
     }
 
     /// Step ids of the `Invoke` effects, with `u:` before undo calls.
@@ -61,9 +85,11 @@ impl Sim {
         out.effects
             .iter()
             .filter_map(|e| match e {
-                Effect::Invoke { step, undo, .. } => {
-                    Some(format!("{}{}", if *undo { "u:" } else { "" }, self.plan.steps[*step].id))
-                }
+                Effect::Invoke { step, undo, .. } => Some(format!(
+                    "{}{}",
+                    if *undo { "u:" } else { "" },
+                    self.plan.steps[*step].id
+                )),
                 _ => None,
             })
             .collect()
@@ -81,25 +107,35 @@ fn a_chain_runs_in_order_and_passes_outputs_downstream() {
     let out = s.ev(Event::Start);
     assert_eq!(s.invoked(&out), ["a"]);
     let out = s.ok("a", 1);
-    let Effect::Invoke { params, key, .. } = &out.effects[0] else { panic!("{out:?}") };
+    let Effect::Invoke { params, key, .. } = &out.effects[0] else {
+        panic!("{out:?}")
+    };
     assert_eq!(params, &json!({"from": "a"}));
     assert_eq!(key, "r1/b/1");
     assert_eq!(s.state.status, RunStatus::Running);
     let out = s.ok("b", 1);
     assert_eq!(s.state.status, RunStatus::Succeeded);
-    assert!(out.log.contains(&Entry::RunStatus { status: RunStatus::Succeeded, reason: None }));
+    assert!(out.log.contains(&Entry::RunStatus {
+        status: RunStatus::Succeeded,
+        reason: None
+    }));
 }
 
 #[test]
 fn a_retryable_failure_backs_off_then_starts_the_next_attempt() {
-    let mut s = Sim::new("  - { id: a, uses: p/noop, retry: { attempts: 3, initial: 2s, jitter: false } }\n");
+    let mut s = Sim::new(
+        "  - { id: a, uses: p/noop, retry: { attempts: 3, initial: 2s, jitter: false } }\n",
+    );
     s.ev(Event::Start);
     let out = s.err("a", 1, true);
     assert_eq!(out.effects, vec![Effect::Wake { step: 0, at: 3_000 }]);
     assert_eq!(s.status("a"), StepStatus::Backoff);
     // A timer that fires early changes nothing but asks again.
     s.now = 2_999;
-    assert_eq!(s.ev(Event::Due { step: 0 }).effects, vec![Effect::Wake { step: 0, at: 3_000 }]);
+    assert_eq!(
+        s.ev(Event::Due { step: 0 }).effects,
+        vec![Effect::Wake { step: 0, at: 3_000 }]
+    );
     s.now = 3_000;
     let out = s.ev(Event::Due { step: 0 });
     assert_eq!(s.invoked(&out), ["a"]);
@@ -112,7 +148,10 @@ fn a_retryable_failure_backs_off_then_starts_the_next_attempt() {
     s.err("a", 3, true);
     assert_eq!(s.status("a"), StepStatus::Failed);
     assert_eq!(s.state.status, RunStatus::Failed);
-    assert_eq!(s.state.reason.as_deref(), Some("step `a` failed: attempt 3 of 3 failed: a broke"));
+    assert_eq!(
+        s.state.reason.as_deref(),
+        Some("step `a` failed: attempt 3 of 3 failed: a broke")
+    );
 }
 
 #[test]
@@ -171,13 +210,28 @@ fn an_undo_that_fails_for_good_holds_the_run_until_an_operator_decides() {
     s.ok("a", 1);
     s.err("b", 1, false);
     let step = s.i("a");
-    s.ev(Event::Finished { step, attempt: 1, undo: true, result: Err(Failure { message: "gone".into(), retryable: false }) });
+    s.ev(Event::Finished {
+        step,
+        attempt: 1,
+        undo: true,
+        result: Err(Failure {
+            message: "gone".into(),
+            retryable: false,
+        }),
+    });
     assert_eq!(s.status("a"), StepStatus::Held);
     assert_eq!(s.state.status, RunStatus::Held);
     let reason = s.state.reason.clone().unwrap();
-    assert!(reason.contains("undo of `a` failed after 1 attempt(s): gone"), "{reason}");
+    assert!(
+        reason.contains("undo of `a` failed after 1 attempt(s): gone"),
+        "{reason}"
+    );
     assert!(reason.contains("medic retry r1 a"), "{reason}");
-    let out = s.ev(Event::Resolve { step, resolution: Resolution::Retry, by: "ops".into() });
+    let out = s.ev(Event::Resolve {
+        step,
+        resolution: Resolution::Retry,
+        by: "ops".into(),
+    });
     assert_eq!(s.invoked(&out), ["u:a"]);
     assert_eq!(s.state.steps[step].undo_attempt, 2);
     s.undo_ok("a", 2);
@@ -192,11 +246,25 @@ fn approvals_wait_and_time_out_as_declared() {
 ";
     let mut s = Sim::new(steps);
     let out = s.ev(Event::Start);
-    assert_eq!(out.effects, vec![Effect::Wake { step: 0, at: 1_000 + 30 * 60_000 }]);
+    assert_eq!(
+        out.effects,
+        vec![Effect::Wake {
+            step: 0,
+            at: 1_000 + 30 * 60_000
+        }]
+    );
     assert_eq!(s.status("gate"), StepStatus::Approval);
-    let out = s.ev(Event::Decision { step: 0, approve: true, by: "alice".into(), comment: None });
+    let out = s.ev(Event::Decision {
+        step: 0,
+        approve: true,
+        by: "alice".into(),
+        comment: None,
+    });
     assert_eq!(s.invoked(&out), ["after"]);
-    assert_eq!(s.state.steps[0].output, Some(json!({"approved": true, "by": "alice", "comment": null})));
+    assert_eq!(
+        s.state.steps[0].output,
+        Some(json!({"approved": true, "by": "alice", "comment": null}))
+    );
 
     let mut s = Sim::new(steps);
     s.ev(Event::Start);
@@ -204,7 +272,10 @@ fn approvals_wait_and_time_out_as_declared() {
     s.ev(Event::Due { step: 0 });
     assert_eq!(s.status("gate"), StepStatus::Failed);
     assert_eq!(s.status("after"), StepStatus::NotRun);
-    assert_eq!(s.state.reason.as_deref(), Some("step `gate` failed: approval timed out after 30m (on_timeout: reject)"));
+    assert_eq!(
+        s.state.reason.as_deref(),
+        Some("step `gate` failed: approval timed out after 30m (on_timeout: reject)")
+    );
 }
 
 #[test]
@@ -219,7 +290,9 @@ fn a_false_condition_skips_the_step_and_its_dependents_still_run() {
 
 #[test]
 fn continue_tolerates_a_failure() {
-    let mut s = Sim::new("  - { id: a, uses: p/noop, on_failure: continue }\n  - { id: b, uses: p/noop, needs: [a] }\n");
+    let mut s = Sim::new(
+        "  - { id: a, uses: p/noop, on_failure: continue }\n  - { id: b, uses: p/noop, needs: [a] }\n",
+    );
     s.ev(Event::Start);
     let out = s.err("a", 1, false);
     assert_eq!(s.invoked(&out), ["b"]);
@@ -229,7 +302,9 @@ fn continue_tolerates_a_failure() {
 
 #[test]
 fn concurrency_bounds_the_steps_in_flight() {
-    let steps: String = (0..5).map(|i| format!("  - {{ id: s{i}, uses: p/noop }}\n")).collect();
+    let steps: String = (0..5)
+        .map(|i| format!("  - {{ id: s{i}, uses: p/noop }}\n"))
+        .collect();
     let mut s = Sim::with_head("concurrency: 2\n", &steps);
     let out = s.ev(Event::Start);
     assert_eq!(s.invoked(&out), ["s0", "s1"]);
@@ -243,7 +318,14 @@ fn crashed(effect_steps: &str) -> Sim {
     let mut s = Sim::new(effect_steps);
     s.ev(Event::Start);
     let steps = s.state.steps.clone();
-    s.state = RunState::restore("r1".into(), RunStatus::Running, None, None, json!({}), steps);
+    s.state = RunState::restore(
+        "r1".into(),
+        RunStatus::Running,
+        None,
+        None,
+        json!({}),
+        steps,
+    );
     s
 }
 
@@ -251,10 +333,25 @@ fn crashed(effect_steps: &str) -> Sim {
 fn recovery_observes_in_flight_attempts_instead_of_re_running_them() {
     let mut s = crashed("  - { id: a, uses: p/counter-add }\n");
     let out = recover(&mut s.state, &s.plan, &s.dag, s.now);
-    let Effect::Observe { step: 0, attempt: 1, undo: false, key, .. } = &out.effects[0] else { panic!("{out:?}") };
+    let Effect::Observe {
+        step: 0,
+        attempt: 1,
+        undo: false,
+        key,
+        ..
+    } = &out.effects[0]
+    else {
+        panic!("{out:?}")
+    };
     assert_eq!(key, "r1/a/1");
     assert!(s.invoked(&out).is_empty());
-    s.ev(Event::Observed { step: 0, attempt: 1, undo: false, observed: Observed::Done(json!({"v": 1})), effect: EffectClass::Mutating });
+    s.ev(Event::Observed {
+        step: 0,
+        attempt: 1,
+        undo: false,
+        observed: Observed::Done(json!({"v": 1})),
+        effect: EffectClass::Mutating,
+    });
     assert_eq!(s.status("a"), StepStatus::Succeeded);
     assert_eq!(s.state.status, RunStatus::Succeeded);
 }
@@ -263,16 +360,34 @@ fn recovery_observes_in_flight_attempts_instead_of_re_running_them() {
 fn recovery_re_runs_an_idempotent_action_with_the_same_key() {
     let mut s = crashed("  - { id: a, uses: p/sleep }\n");
     recover(&mut s.state, &s.plan, &s.dag, s.now);
-    let out = s.ev(Event::Observed { step: 0, attempt: 1, undo: false, observed: Observed::NotDone, effect: EffectClass::Idempotent });
-    let Effect::Invoke { attempt: 1, key, .. } = &out.effects[0] else { panic!("{out:?}") };
+    let out = s.ev(Event::Observed {
+        step: 0,
+        attempt: 1,
+        undo: false,
+        observed: Observed::NotDone,
+        effect: EffectClass::Idempotent,
+    });
+    let Effect::Invoke {
+        attempt: 1, key, ..
+    } = &out.effects[0]
+    else {
+        panic!("{out:?}")
+    };
     assert_eq!(key, "r1/a/1");
 }
 
 #[test]
 fn recovery_holds_a_mutating_action_whose_effect_is_not_there() {
-    let mut s = crashed("  - { id: a, uses: p/counter-add }\n  - { id: b, uses: p/noop, needs: [a] }\n");
+    let mut s =
+        crashed("  - { id: a, uses: p/counter-add }\n  - { id: b, uses: p/noop, needs: [a] }\n");
     recover(&mut s.state, &s.plan, &s.dag, s.now);
-    let out = s.ev(Event::Observed { step: 0, attempt: 1, undo: false, observed: Observed::NotDone, effect: EffectClass::Mutating });
+    let out = s.ev(Event::Observed {
+        step: 0,
+        attempt: 1,
+        undo: false,
+        observed: Observed::NotDone,
+        effect: EffectClass::Mutating,
+    });
     assert!(out.effects.is_empty());
     assert_eq!(s.status("a"), StepStatus::Held);
     assert_eq!(s.state.status, RunStatus::Held);
@@ -284,8 +399,17 @@ fn recovery_holds_a_mutating_action_whose_effect_is_not_there() {
              `medic skip r1 a` if the effect is there"
         )
     );
-    let out = s.ev(Event::Resolve { step: 0, resolution: Resolution::Retry, by: "ops".into() });
-    let Effect::Invoke { attempt: 2, key, .. } = &out.effects[0] else { panic!("{out:?}") };
+    let out = s.ev(Event::Resolve {
+        step: 0,
+        resolution: Resolution::Retry,
+        by: "ops".into(),
+    });
+    let Effect::Invoke {
+        attempt: 2, key, ..
+    } = &out.effects[0]
+    else {
+        panic!("{out:?}")
+    };
     assert_eq!(key, "r1/a/2");
     assert_eq!(s.state.status, RunStatus::Running);
 }
@@ -303,7 +427,9 @@ fn late_results_for_settled_attempts_are_ignored() {
 
 #[test]
 fn cancel_undoes_completed_steps_and_ends_cancelled() {
-    let mut s = Sim::new("  - { id: a, uses: p/counter-add, undo: { uses: p/counter-sub } }\n  - { id: b, uses: p/noop, needs: [a] }\n");
+    let mut s = Sim::new(
+        "  - { id: a, uses: p/counter-add, undo: { uses: p/counter-sub } }\n  - { id: b, uses: p/noop, needs: [a] }\n",
+    );
     s.ev(Event::Start);
     s.ok("a", 1);
     let out = s.ev(Event::Cancel { by: "bob".into() });
@@ -327,7 +453,10 @@ fn backoff_is_exponential_capped_and_jittered_within_a_quarter() {
     };
     let d: Vec<Ms> = (1..=6).map(|a| transition::delay(&retry, a, "k")).collect();
     assert_eq!(d, [1_000, 2_000, 4_000, 8_000, 10_000, 10_000]);
-    let jittered = plan::Retry { jitter: true, ..retry };
+    let jittered = plan::Retry {
+        jitter: true,
+        ..retry
+    };
     for a in 1..=4 {
         for k in ["r/a/1", "r/b/1", "r/c/2"] {
             let base = transition::delay(&retry, a, k);
@@ -336,7 +465,10 @@ fn backoff_is_exponential_capped_and_jittered_within_a_quarter() {
         }
     }
     // The same key always gets the same delay: a replay agrees with the original.
-    assert_eq!(transition::delay(&jittered, 3, "r/a/3"), transition::delay(&jittered, 3, "r/a/3"));
+    assert_eq!(
+        transition::delay(&jittered, 3, "r/a/3"),
+        transition::delay(&jittered, 3, "r/a/3")
+    );
 }
 
 #[test]
@@ -344,6 +476,9 @@ fn scope_values_are_json() {
     let mut s = Sim::new(CHAIN);
     s.ev(Event::Start);
     s.ok("a", 1);
-    assert_eq!(s.state.scope()["steps"]["a"], json!({"status": "succeeded", "output": {"from": "a"}}));
+    assert_eq!(
+        s.state.scope()["steps"]["a"],
+        json!({"status": "succeeded", "output": {"from": "a"}})
+    );
     assert_eq!(s.state.scope()["run"]["id"], Value::String("r1".into()));
 }

@@ -25,7 +25,13 @@ async fn fixture() -> (tempfile::TempDir, Store, RunState) {
 }
 
 fn started(step: &str, attempt: u32) -> Entry {
-    Entry::AttemptStarted { step: step.into(), attempt, undo: false, key: format!("r1/{step}/{attempt}"), params: json!({}) }
+    Entry::AttemptStarted {
+        step: step.into(),
+        attempt,
+        undo: false,
+        key: format!("r1/{step}/{attempt}"),
+        params: json!({}),
+    }
 }
 
 #[tokio::test]
@@ -36,11 +42,23 @@ async fn a_committed_batch_is_read_back_after_reopening() {
     state.steps[0].output = Some(json!({"v": 7}));
     let batch = Batch {
         run_id: "r1".into(),
-        run: Some((RunStatus::RollingBack, Some(Stop::Rollback), Some("why".into()))),
+        run: Some((
+            RunStatus::RollingBack,
+            Some(Stop::Rollback),
+            Some("why".into()),
+        )),
         steps: vec![(0, "a".into(), state.steps[0].clone())],
         events: vec![
             (1, started("a", 1)),
-            (2, Entry::AttemptSucceeded { step: "a".into(), attempt: 1, undo: false, output: json!({"v": 7}) }),
+            (
+                2,
+                Entry::AttemptSucceeded {
+                    step: "a".into(),
+                    attempt: 1,
+                    undo: false,
+                    output: json!({"v": 7}),
+                },
+            ),
         ],
         consumed: vec![],
         at: 20,
@@ -55,9 +73,18 @@ async fn a_committed_batch_is_read_back_after_reopening() {
     assert_eq!(run.next_seq, 3);
     let attempts = store.attempts("r1").await.unwrap();
     assert_eq!(attempts.len(), 1);
-    assert_eq!((attempts[0].status.as_str(), attempts[0].output.clone()), ("succeeded", Some(json!({"v": 7}))));
+    assert_eq!(
+        (attempts[0].status.as_str(), attempts[0].output.clone()),
+        ("succeeded", Some(json!({"v": 7})))
+    );
     let events = store.events("r1", 1).await.unwrap();
-    assert_eq!(events.iter().map(|e| (e.seq, e.kind.as_str())).collect::<Vec<_>>(), [(2, "attempt_succeeded")]);
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| (e.seq, e.kind.as_str()))
+            .collect::<Vec<_>>(),
+        [(2, "attempt_succeeded")]
+    );
 }
 
 #[tokio::test]
@@ -70,17 +97,44 @@ async fn a_failing_job_is_rolled_back_alone_and_the_group_still_commits() {
         let store = store.clone();
         let run_id = if seq == 25 { "ghost" } else { "r1" };
         jobs.push(tokio::spawn(async move {
-            let events = vec![(seq, Entry::CancelRequested { by: format!("op{seq}") })];
-            store.commit(Batch { run_id: run_id.into(), events, at: seq, ..Batch::default() }).await
+            let events = vec![(
+                seq,
+                Entry::CancelRequested {
+                    by: format!("op{seq}"),
+                },
+            )];
+            store
+                .commit(Batch {
+                    run_id: run_id.into(),
+                    events,
+                    at: seq,
+                    ..Batch::default()
+                })
+                .await
         }));
     }
     let mut results = Vec::new();
     for j in jobs {
         results.push(j.await.unwrap());
     }
-    let failed: Vec<usize> = results.iter().enumerate().filter(|(_, r)| r.is_err()).map(|(i, _)| i + 1).collect();
+    let failed: Vec<usize> = results
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.is_err())
+        .map(|(i, _)| i + 1)
+        .collect();
     assert_eq!(failed, [25]);
-    assert!(matches!(results[24], Err(Error::Sql { context: "appending events", .. })), "{:?}", results[24]);
+    assert!(
+        matches!(
+            results[24],
+            Err(Error::Sql {
+                context: "appending events",
+                ..
+            })
+        ),
+        "{:?}",
+        results[24]
+    );
     let events = store.events("r1", 0).await.unwrap();
     assert_eq!(events.len(), 49);
 }
@@ -91,12 +145,28 @@ async fn claim_only_takes_a_run_from_the_expected_owner_and_commands_are_consume
     assert!(!store.claim("r1", "n2", None).await.unwrap());
     assert!(store.claim("r1", "n2", Some("n1")).await.unwrap());
     assert!(!store.claim("r1", "n3", Some("n1")).await.unwrap());
-    let id = store.post_command("r1", Some("a"), "approve", "alice", Some("ok"), 30).await.unwrap();
+    let id = store
+        .post_command("r1", Some("a"), "approve", "alice", Some("ok"), 30)
+        .await
+        .unwrap();
     let open = store.open_commands("r1").await.unwrap();
     assert_eq!(open.len(), 1);
-    assert_eq!((open[0].kind.as_str(), open[0].by.as_str()), ("approve", "alice"));
-    store.commit(Batch { run_id: "r1".into(), consumed: vec![id], ..Batch::default() }).await.unwrap();
+    assert_eq!(
+        (open[0].kind.as_str(), open[0].by.as_str()),
+        ("approve", "alice")
+    );
+    store
+        .commit(Batch {
+            run_id: "r1".into(),
+            consumed: vec![id],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
     assert!(store.open_commands("r1").await.unwrap().is_empty());
     assert_eq!(store.unfinished_runs().await.unwrap().len(), 1);
-    assert!(matches!(store.load_run("nope").await, Err(Error::RunNotFound(_))));
+    assert!(matches!(
+        store.load_run("nope").await,
+        Err(Error::RunNotFound(_))
+    ));
 }

@@ -4,7 +4,7 @@ CARGO_TARGET_DIR ?= $(HOME)/.cache/medic/target
 export CARGO_TARGET_DIR
 PLUGIN_DIST := $(CURDIR)/plugins/dist
 
-.PHONY: all build plugins test demo lint bench clean-dist
+.PHONY: all build plugins test demo lint bench
 
 all: build
 
@@ -20,6 +20,11 @@ build: plugins
 
 test: build
 	cargo test --release --workspace
+
+# medic's main job on embedded defaults: run a recovery plan (database under
+# ~/.local/state/medic; no server needed).
+demo: build
+	$(CARGO_TARGET_DIR)/release/medic --plugin-dir plugins/dist run plans/examples/demo.yaml
 
 lint:
 	cargo fmt --all -- --check

@@ -223,6 +223,7 @@ async fn dispatch(cli: Cli) -> Result<u8> {
         }
         Command::Resume { run } => {
             let exec = env.executor()?;
+            let one = run.is_some();
             let runs = match run {
                 Some(r) => vec![r],
                 None => exec
@@ -240,10 +241,18 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             let mut worst = exit::SUCCEEDED;
             let mut tasks = Vec::new();
             for run in runs {
-                if let Err(e) = exec.claim(&run).await {
-                    eprintln!("skipping run {run}: {e}");
-                    worst = worst.max(exit::FAILED);
-                    continue;
+                match exec.claim(&run).await {
+                    Ok(()) => {}
+                    // Another live medic is running it: nothing to resume, not a failure.
+                    Err(e @ crate::executor::Error::Owned { .. }) if !one => {
+                        println!("run {run} skipped: {e}");
+                        continue;
+                    }
+                    Err(e) => {
+                        eprintln!("run {run} not resumed: {e}");
+                        worst = worst.max(exit::FAILED);
+                        continue;
+                    }
                 }
                 println!("run {run} resumed");
                 let exec = exec.clone();
@@ -380,11 +389,11 @@ async fn load_plan(
 
 /// Drives a run, printing progress, and maps its end to an exit code.
 async fn drive(exec: &Executor<Host>, run: &str) -> Result<u8> {
-    let printer = progress::spawn(exec.subscribe(), run.to_owned());
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let printer = progress::spawn(exec.subscribe(), run.to_owned(), stopped);
     let status = exec.drive(run).await;
-    // Let the printer drain what was committed before the run ended.
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    printer.abort();
+    let _ = stop.send(());
+    let _ = printer.await;
     let status = status?;
     let summary = exec.store().load_run(run).await?.summary;
     let reason = summary.reason.map(|r| format!(": {r}")).unwrap_or_default();
@@ -444,7 +453,7 @@ async fn command(
         .post_command(run, step, kind, &by, comment, now)
         .await?;
     let owner_alive = match &stored.summary.owner {
-        Some(o) => Node::register(&env.data_dir)?.is_alive(o)?,
+        Some(o) => crate::executor::node_alive(&env.data_dir, o)?,
         None => false,
     };
     if owner_alive {

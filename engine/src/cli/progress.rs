@@ -13,24 +13,34 @@ pub(super) fn clock(at: Ms) -> String {
     s.get(11..19).unwrap_or(&s).to_owned()
 }
 
-/// Prints the committed log entries of `run` until aborted.
+/// Prints the committed log entries of `run` until `stop` fires, then prints what is
+/// still queued (everything committed before the run returned) and ends.
 pub(super) fn spawn(
     mut rx: broadcast::Receiver<Progress>,
     run: String,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
 ) -> tokio::task::JoinHandle<()> {
+    let print = move |p: Progress| {
+        if p.run_id == run
+            && let Some(line) = line(&p.run_id, &p.entry)
+        {
+            println!("{} {line}", clock(p.at));
+        }
+    };
     tokio::spawn(async move {
         loop {
-            match rx.recv().await {
-                Ok(p) if p.run_id == run => {
-                    if let Some(line) = line(&p.run_id, &p.entry) {
-                        println!("{} {line}", clock(p.at));
+            tokio::select! {
+                got = rx.recv() => match got {
+                    Ok(p) => print(p),
+                    Err(broadcast::error::RecvError::Lagged(n)) => println!("... {n} progress lines skipped"),
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = &mut stop => {
+                    while let Ok(p) = rx.try_recv() {
+                        print(p);
                     }
+                    return;
                 }
-                Ok(_) => {}
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    println!("... {n} progress lines skipped")
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
             }
         }
     })

@@ -21,7 +21,7 @@ use crate::run::{
 };
 use crate::store::{self, Batch, NewRun, Store};
 
-pub use node::{Node, NodeError};
+pub use node::{Node, NodeError, node_alive};
 
 /// Where time comes from: the system clock in medic, a controlled one in tests.
 pub trait Clock: Send + Sync + 'static {
@@ -223,23 +223,9 @@ impl<I: Invoker> Executor<I> {
             next_seq: stored.next_seq,
             events: mpsc::unbounded_channel(),
         };
-        let fresh = driver
-            .state
-            .steps
-            .iter()
-            .all(|s| s.status == run::StepStatus::Pending)
-            && driver.state.status == RunStatus::Running;
-        let now = self.now();
-        let mut outcome = run::recover(&mut driver.state, &plan, &driver.dag, now);
-        if fresh {
-            outcome.merge(run::transition(
-                &mut driver.state,
-                &plan,
-                &driver.dag,
-                Event::Start,
-                now,
-            ));
-        }
+        // For a new run this queues the steps that need nothing (what `Event::Start`
+        // does); for one read back after a crash it also observes in-flight attempts.
+        let outcome = run::recover(&mut driver.state, &plan, &driver.dag, self.now());
         driver.commit(outcome, Vec::new()).await?;
         driver.run().await
     }

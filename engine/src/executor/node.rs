@@ -56,31 +56,7 @@ impl Node {
 
     /// Whether the node `id` is a live process (holds its lock).
     pub fn is_alive(&self, id: &str) -> Result<bool, NodeError> {
-        if id == self.id {
-            return Ok(true);
-        }
-        let path = self.dir.join(format!("{id}.lock"));
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            // No lock file: the node is gone (or was never here).
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-            Err(source) => {
-                return Err(NodeError::Check {
-                    id: id.into(),
-                    path: path.display().to_string(),
-                    source,
-                });
-            }
-        };
-        match file.try_lock() {
-            Ok(()) => Ok(false),
-            Err(TryLockError::WouldBlock) => Ok(true),
-            Err(TryLockError::Error(source)) => Err(NodeError::Check {
-                id: id.into(),
-                path: path.display().to_string(),
-                source,
-            }),
-        }
+        Ok(id == self.id || alive(&self.dir, id)?)
     }
 
     /// Removes the lock file of a dead node whose runs were taken over.
@@ -88,6 +64,37 @@ impl Node {
         if id != self.id {
             let _ = std::fs::remove_file(self.dir.join(format!("{id}.lock")));
         }
+    }
+}
+
+/// Whether the node `id` registered under `data_dir` is a live process, without
+/// registering the caller as a node.
+pub fn node_alive(data_dir: &Path, id: &str) -> Result<bool, NodeError> {
+    alive(&data_dir.join("nodes"), id)
+}
+
+fn alive(dir: &Path, id: &str) -> Result<bool, NodeError> {
+    let path = dir.join(format!("{id}.lock"));
+    let file = match File::open(&path) {
+        Ok(f) => f,
+        // No lock file: the node is gone (or was never here).
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(source) => {
+            return Err(NodeError::Check {
+                id: id.into(),
+                path: path.display().to_string(),
+                source,
+            });
+        }
+    };
+    match file.try_lock() {
+        Ok(()) => Ok(false),
+        Err(TryLockError::WouldBlock) => Ok(true),
+        Err(TryLockError::Error(source)) => Err(NodeError::Check {
+            id: id.into(),
+            path: path.display().to_string(),
+            source,
+        }),
     }
 }
 

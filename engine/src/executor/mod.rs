@@ -17,7 +17,8 @@ use crate::dag::Dag;
 use crate::plan::{self, EffectClass, Plan, StepKind};
 use crate::plugin::{self, Call, CallContext, Invoker};
 use crate::run::{
-    self, Effect, Entry, Event, Failure, Ms, Observed, Outcome, Resolution, RunState, RunStatus,
+    self, AttemptCall, Effect, Entry, Event, Failure, Ms, Observed, Outcome, Resolution, RunState,
+    RunStatus,
 };
 use crate::store::{self, Batch, NewRun, Store};
 
@@ -378,25 +379,13 @@ impl<I: Invoker> Driver<I> {
         Ok(())
     }
 
-    fn call(
-        &self,
-        step: usize,
-        attempt: u32,
-        undo: bool,
-        key: String,
-        params: Value,
-        connect: Vec<String>,
-    ) -> Call {
-        let def = &self.plan.steps[step];
-        let StepKind::Action {
-            call,
-            undo: undo_call,
-        } = &def.kind
-        else {
+    fn call(&self, a: AttemptCall) -> Call {
+        let def = &self.plan.steps[a.step];
+        let StepKind::Action { call, undo } = &def.kind else {
             unreachable!("only action steps have attempts")
         };
-        let c = if undo {
-            undo_call.as_ref().unwrap_or(call)
+        let c = if a.undo {
+            undo.as_ref().unwrap_or(call)
         } else {
             call
         };
@@ -405,14 +394,14 @@ impl<I: Invoker> Driver<I> {
             plugin: using.name.clone(),
             version: using.version.clone(),
             action: c.action.clone(),
-            params,
+            params: a.params,
             ctx: CallContext {
                 run_id: self.state.id.clone(),
                 step_id: def.id.clone(),
-                attempt,
-                idempotency_key: key,
+                attempt: a.attempt,
+                idempotency_key: a.key,
             },
-            connect,
+            connect: a.connect,
             timeout: def.timeout,
         }
     }
@@ -421,15 +410,9 @@ impl<I: Invoker> Driver<I> {
         let tx = self.events.0.clone();
         let invoker = self.exec.inner.invoker.clone();
         match effect {
-            Effect::Invoke {
-                step,
-                attempt,
-                undo,
-                key,
-                params,
-                connect,
-            } => {
-                let call = self.call(step, attempt, undo, key, params, connect);
+            Effect::Invoke(a) => {
+                let (step, attempt, undo) = (a.step, a.attempt, a.undo);
+                let call = self.call(a);
                 let span = info_span!("attempt", step_id = %call.ctx.step_id, attempt, undo);
                 tokio::spawn(
                     async move {
@@ -444,15 +427,9 @@ impl<I: Invoker> Driver<I> {
                     .instrument(span),
                 );
             }
-            Effect::Observe {
-                step,
-                attempt,
-                undo,
-                key,
-                params,
-                connect,
-            } => {
-                let call = self.call(step, attempt, undo, key, params, connect);
+            Effect::Observe(a) => {
+                let (step, attempt, undo) = (a.step, a.attempt, a.undo);
+                let call = self.call(a);
                 tokio::spawn(async move {
                     // Without a manifest we cannot know the action is safe to repeat.
                     let effect = match invoker.manifest(&call.plugin, &call.version).await {

@@ -81,27 +81,26 @@ pub enum Event {
     },
 }
 
+/// One call of a step's action (or its undo), rendered and ready to hand to a plugin.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptCall {
+    pub step: usize,
+    pub attempt: u32,
+    pub undo: bool,
+    /// The idempotency key, `run/step/attempt`.
+    pub key: String,
+    pub params: Value,
+    /// Rendered `host:port` grants.
+    pub connect: Vec<String>,
+}
+
 /// Work to do after the transition's records are durable.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
-    /// Call the step's action (or its undo) with these rendered params.
-    Invoke {
-        step: usize,
-        attempt: u32,
-        undo: bool,
-        key: String,
-        params: Value,
-        connect: Vec<String>,
-    },
+    /// Call the action (or its undo).
+    Invoke(AttemptCall),
     /// Ask the plugin whether the effect of this in-flight attempt already holds.
-    Observe {
-        step: usize,
-        attempt: u32,
-        undo: bool,
-        key: String,
-        params: Value,
-        connect: Vec<String>,
-    },
+    Observe(AttemptCall),
     /// Send `Event::Due { step }` at `at`.
     Wake { step: usize, at: Ms },
 }

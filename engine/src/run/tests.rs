@@ -85,10 +85,10 @@ impl Sim {
         out.effects
             .iter()
             .filter_map(|e| match e {
-                Effect::Invoke { step, undo, .. } => Some(format!(
+                Effect::Invoke(c) => Some(format!(
                     "{}{}",
-                    if *undo { "u:" } else { "" },
-                    self.plan.steps[*step].id
+                    if c.undo { "u:" } else { "" },
+                    self.plan.steps[c.step].id
                 )),
                 _ => None,
             })
@@ -107,11 +107,11 @@ fn a_chain_runs_in_order_and_passes_outputs_downstream() {
     let out = s.ev(Event::Start);
     assert_eq!(s.invoked(&out), ["a"]);
     let out = s.ok("a", 1);
-    let Effect::Invoke { params, key, .. } = &out.effects[0] else {
+    let Effect::Invoke(c) = &out.effects[0] else {
         panic!("{out:?}")
     };
-    assert_eq!(params, &json!({"from": "a"}));
-    assert_eq!(key, "r1/b/1");
+    assert_eq!(c.params, json!({"from": "a"}));
+    assert_eq!(c.key, "r1/b/1");
     assert_eq!(s.state.status, RunStatus::Running);
     let out = s.ok("b", 1);
     assert_eq!(s.state.status, RunStatus::Succeeded);
@@ -333,17 +333,13 @@ fn crashed(effect_steps: &str) -> Sim {
 fn recovery_observes_in_flight_attempts_instead_of_re_running_them() {
     let mut s = crashed("  - { id: a, uses: p/counter-add }\n");
     let out = recover(&mut s.state, &s.plan, &s.dag, s.now);
-    let Effect::Observe {
-        step: 0,
-        attempt: 1,
-        undo: false,
-        key,
-        ..
-    } = &out.effects[0]
-    else {
+    let Effect::Observe(c) = &out.effects[0] else {
         panic!("{out:?}")
     };
-    assert_eq!(key, "r1/a/1");
+    assert_eq!(
+        (c.step, c.attempt, c.undo, c.key.as_str()),
+        (0, 1, false, "r1/a/1")
+    );
     assert!(s.invoked(&out).is_empty());
     s.ev(Event::Observed {
         step: 0,
@@ -367,13 +363,10 @@ fn recovery_re_runs_an_idempotent_action_with_the_same_key() {
         observed: Observed::NotDone,
         effect: EffectClass::Idempotent,
     });
-    let Effect::Invoke {
-        attempt: 1, key, ..
-    } = &out.effects[0]
-    else {
+    let Effect::Invoke(c) = &out.effects[0] else {
         panic!("{out:?}")
     };
-    assert_eq!(key, "r1/a/1");
+    assert_eq!((c.attempt, c.key.as_str()), (1, "r1/a/1"));
 }
 
 #[test]
@@ -404,13 +397,10 @@ fn recovery_holds_a_mutating_action_whose_effect_is_not_there() {
         resolution: Resolution::Retry,
         by: "ops".into(),
     });
-    let Effect::Invoke {
-        attempt: 2, key, ..
-    } = &out.effects[0]
-    else {
+    let Effect::Invoke(c) = &out.effects[0] else {
         panic!("{out:?}")
     };
-    assert_eq!(key, "r1/a/2");
+    assert_eq!((c.attempt, c.key.as_str()), (2, "r1/a/2"));
     assert_eq!(s.state.status, RunStatus::Running);
 }
 

@@ -5,8 +5,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::{
-    Effect, Entry, Event, Failure, Ms, Observed, Outcome, Resolution, RunState, RunStatus,
-    StepStatus, Stop, attempt_key,
+    AttemptCall, Effect, Entry, Event, Failure, Ms, Observed, Outcome, Resolution, RunState,
+    RunStatus, StepStatus, Stop, attempt_key,
 };
 use crate::dag::Dag;
 use crate::plan::{self, ApprovalTimeout, Backoff, EffectClass, FailurePolicy, Plan, StepKind};
@@ -39,28 +39,14 @@ pub fn recover(state: &mut RunState, plan: &Plan, dag: &Dag, now: Ms) -> Outcome
             StepStatus::Pending => m.check_ready(i),
             StepStatus::Running => {
                 let attempt = s.attempt;
-                if let Some((key, params, connect)) = m.render_call(i, attempt, false) {
-                    m.out.effects.push(Effect::Observe {
-                        step: i,
-                        attempt,
-                        undo: false,
-                        key,
-                        params,
-                        connect,
-                    });
+                if let Some(call) = m.render_call(i, attempt, false) {
+                    m.out.effects.push(Effect::Observe(call));
                 }
             }
             StepStatus::Undoing => {
                 let attempt = s.undo_attempt;
-                if let Some((key, params, connect)) = m.render_call(i, attempt, true) {
-                    m.out.effects.push(Effect::Observe {
-                        step: i,
-                        attempt,
-                        undo: true,
-                        key,
-                        params,
-                        connect,
-                    });
+                if let Some(call) = m.render_call(i, attempt, true) {
+                    m.out.effects.push(Effect::Observe(call));
                 }
             }
             StepStatus::Backoff | StepStatus::UndoBackoff | StepStatus::Approval => {
@@ -115,6 +101,17 @@ impl<'a> Machine<'a> {
         self.out.touched.push(step);
         let id = &self.plan.steps[step].id;
         self.state.set_scope(id, step);
+    }
+
+    /// Whether `attempt` is the one in flight for the step (or its undo): results and
+    /// observations of older attempts arrive late and are ignored.
+    fn is_current(&self, step: usize, attempt: u32, undo: bool) -> bool {
+        let s = &self.state.steps[step];
+        if undo {
+            s.status == StepStatus::Undoing && s.undo_attempt == attempt
+        } else {
+            s.status == StepStatus::Running && s.attempt == attempt
+        }
     }
 
     fn policy(&self, step: usize) -> FailurePolicy {
@@ -217,13 +214,7 @@ impl<'a> Machine<'a> {
     }
 
     fn finished(&mut self, step: usize, attempt: u32, undo: bool, result: Result<Value, Failure>) {
-        let s = &self.state.steps[step];
-        let current = if undo {
-            s.status == StepStatus::Undoing && s.undo_attempt == attempt
-        } else {
-            s.status == StepStatus::Running && s.attempt == attempt
-        };
-        if !current {
+        if !self.is_current(step, attempt, undo) {
             return;
         }
         let id = self.id(step);
@@ -355,13 +346,7 @@ impl<'a> Machine<'a> {
         observed: Observed,
         effect: EffectClass,
     ) {
-        let s = &self.state.steps[step];
-        let current = if undo {
-            s.status == StepStatus::Undoing && s.undo_attempt == attempt
-        } else {
-            s.status == StepStatus::Running && s.attempt == attempt
-        };
-        if !current {
+        if !self.is_current(step, attempt, undo) {
             return;
         }
         let id = self.id(step);
@@ -380,15 +365,8 @@ impl<'a> Machine<'a> {
             Observed::Done(output) => self.finished(step, attempt, undo, Ok(output)),
             _ if effect.rerunnable() => {
                 // Safe to call again: the same attempt, with the same idempotency key.
-                if let Some((key, params, connect)) = self.render_call(step, attempt, undo) {
-                    self.out.effects.push(Effect::Invoke {
-                        step,
-                        attempt,
-                        undo,
-                        key,
-                        params,
-                        connect,
-                    });
+                if let Some(call) = self.render_call(step, attempt, undo) {
+                    self.out.effects.push(Effect::Invoke(call));
                 }
             }
             _ => {
@@ -702,42 +680,28 @@ impl<'a> Machine<'a> {
             st.attempt
         };
         st.until = None;
-        let Some((key, params, connect)) = self.render_call(step, attempt, undo) else {
+        let Some(call) = self.render_call(step, attempt, undo) else {
             return;
         };
-        self.set(
-            step,
-            if undo {
-                StepStatus::Undoing
-            } else {
-                StepStatus::Running
-            },
-        );
+        let status = if undo {
+            StepStatus::Undoing
+        } else {
+            StepStatus::Running
+        };
+        self.set(step, status);
         self.out.log.push(Entry::AttemptStarted {
             step: self.id(step),
             attempt,
             undo,
-            key: key.clone(),
-            params: params.clone(),
+            key: call.key.clone(),
+            params: call.params.clone(),
         });
-        self.out.effects.push(Effect::Invoke {
-            step,
-            attempt,
-            undo,
-            key,
-            params,
-            connect,
-        });
+        self.out.effects.push(Effect::Invoke(call));
     }
 
     /// Renders the params and TCP grants of a step's action (or undo). A template that
     /// cannot render fails the step (or holds its undo): it would fail every attempt.
-    fn render_call(
-        &mut self,
-        step: usize,
-        attempt: u32,
-        undo: bool,
-    ) -> Option<(String, Value, Vec<String>)> {
+    fn render_call(&mut self, step: usize, attempt: u32, undo: bool) -> Option<AttemptCall> {
         let def = &self.plan.steps[step];
         let StepKind::Action {
             call,
@@ -764,7 +728,14 @@ impl<'a> Machine<'a> {
             Ok((params, connect))
         });
         match rendered {
-            Ok((params, connect)) => Some((key, params, connect)),
+            Ok((params, connect)) => Some(AttemptCall {
+                step,
+                attempt,
+                undo,
+                key,
+                params,
+                connect,
+            }),
             Err(e) => {
                 let msg = format!("rendering params of {}: {e}", self.call_name(step, undo));
                 if undo {

@@ -25,3 +25,7 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --release --workspace --all-targets -- -D warnings
 	cd plugins && cargo fmt --all -- --check && cargo clippy --release --target wasm32-wasip2 -- -D warnings
+
+# Prints engine throughput, per-step overhead and the machine's SQLite commit limit.
+bench: plugins
+	cargo bench -p medic --bench engine

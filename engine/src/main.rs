@@ -1,1 +1,5 @@
-fn main() {}
+//! The `medic` binary: see `medic --help`.
+
+fn main() -> std::process::ExitCode {
+    medic::cli::main()
+}

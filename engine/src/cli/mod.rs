@@ -1,1 +1,497 @@
-//! cli
+//! `cli` is the only user of clap and anyhow: the `medic` commands, run in-process
+//! on the embedded SQLite database.
+
+mod catalog;
+mod progress;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use serde_json::{Map, Value, json};
+
+use crate::executor::{Executor, Node, SystemClock};
+use crate::plan::{self, Plan};
+use crate::plugin::{Host, HostConfig};
+use crate::run::{RunStatus, StepStatus};
+use crate::store::Store;
+
+/// Exit codes: what a script calling medic at 3 a.m. needs to tell apart.
+pub mod exit {
+    pub const SUCCEEDED: u8 = 0;
+    pub const FAILED: u8 = 1;
+    pub const INVALID: u8 = 2;
+    pub const ROLLED_BACK: u8 = 3;
+    pub const CANCELLED: u8 = 4;
+    pub const HELD: u8 = 5;
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "medic",
+    version,
+    about = "Durable, declarative recovery plans for distributed data systems"
+)]
+struct Cli {
+    /// Where medic keeps its database (medic.db) and node locks.
+    #[arg(long, global = true, env = "MEDIC_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Directory of plugin components (NAME.wasm); repeatable. Default:
+    /// DATA_DIR/plugins and ./plugins/dist.
+    #[arg(
+        long = "plugin-dir",
+        global = true,
+        env = "MEDIC_PLUGIN_DIR",
+        value_delimiter = ':'
+    )]
+    plugin_dirs: Vec<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Check a plan (and optionally params) without running anything.
+    Validate {
+        file: PathBuf,
+        /// A param as NAME=VALUE; repeatable.
+        #[arg(long = "param", short = 'p')]
+        params: Vec<String>,
+    },
+    /// Run a plan to the end in this process, printing each step as it goes.
+    Run {
+        file: PathBuf,
+        #[arg(long = "param", short = 'p')]
+        params: Vec<String>,
+    },
+    /// List or show runs.
+    Runs {
+        #[command(subcommand)]
+        command: RunsCommand,
+    },
+    /// Carry on with unfinished runs whose medic process died (all, or RUN).
+    Resume { run: Option<String> },
+    /// Approve (or reject) an approval step that is waiting.
+    Approve {
+        run: String,
+        step: String,
+        #[arg(long)]
+        reject: bool,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Cancel a run: nothing new starts, completed steps are undone.
+    Cancel { run: String },
+    /// Run a held step again, as a new attempt.
+    Retry { run: String, step: String },
+    /// Leave a held step (or its undo) as it is and go on.
+    Skip { run: String, step: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum RunsCommand {
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    Show {
+        run: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Entry point of the `medic` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MEDIC_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::from(exit::FAILED);
+        }
+    };
+    match rt.block_on(dispatch(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit::INVALID)
+        }
+    }
+}
+
+struct Env {
+    data_dir: PathBuf,
+    plugin_dirs: Vec<PathBuf>,
+}
+
+impl Env {
+    fn new(cli: &Cli) -> Result<Env> {
+        let data_dir = match &cli.data_dir {
+            Some(d) => d.clone(),
+            None => {
+                let home = std::env::var_os("HOME")
+                    .context("set --data-dir (or MEDIC_DATA_DIR): HOME is not set")?;
+                PathBuf::from(home).join(".local/state/medic")
+            }
+        };
+        let plugin_dirs = if cli.plugin_dirs.is_empty() {
+            vec![data_dir.join("plugins"), PathBuf::from("plugins/dist")]
+        } else {
+            cli.plugin_dirs.clone()
+        };
+        Ok(Env {
+            data_dir,
+            plugin_dirs,
+        })
+    }
+
+    fn store(&self) -> Result<Store> {
+        std::fs::create_dir_all(&self.data_dir)
+            .with_context(|| format!("creating the data dir {}", self.data_dir.display()))?;
+        Ok(Store::open(&self.data_dir.join("medic.db"))?)
+    }
+
+    fn host(&self) -> Result<Host> {
+        Ok(Host::new(HostConfig {
+            plugin_dirs: self.plugin_dirs.clone(),
+            default_timeout: Duration::from_secs(300),
+        })?)
+    }
+
+    fn executor(&self) -> Result<Executor<Host>> {
+        let node = Node::register(&self.data_dir)?;
+        Ok(Executor::new(
+            self.store()?,
+            Arc::new(self.host()?),
+            Arc::new(SystemClock),
+            node,
+        ))
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<u8> {
+    let env = Env::new(&cli)?;
+    match cli.command {
+        Command::Validate { file, params } => {
+            let host = env.host()?;
+            match load_plan(&host, &file, &params).await {
+                Ok((plan, _)) => {
+                    println!(
+                        "{}: ok: plan `{}` with {} steps ({})",
+                        file.display(),
+                        plan.name,
+                        plan.steps.len(),
+                        &plan.hash[..12]
+                    );
+                    Ok(exit::SUCCEEDED)
+                }
+                Err(code) => Ok(code),
+            }
+        }
+        Command::Run { file, params } => {
+            let exec = env.executor()?;
+            let (plan, params) = match load_plan(exec_host(&exec), &file, &params).await {
+                Ok(v) => v,
+                Err(code) => return Ok(code),
+            };
+            let run = exec.create(&plan, params).await?;
+            println!(
+                "run {run} started: plan `{}` ({} steps, {})",
+                plan.name,
+                plan.steps.len(),
+                &plan.hash[..12]
+            );
+            drive(&exec, &run).await
+        }
+        Command::Resume { run } => {
+            let exec = env.executor()?;
+            let runs = match run {
+                Some(r) => vec![r],
+                None => exec
+                    .store()
+                    .unfinished_runs()
+                    .await?
+                    .into_iter()
+                    .map(|r| r.id)
+                    .collect(),
+            };
+            if runs.is_empty() {
+                println!("no unfinished runs");
+                return Ok(exit::SUCCEEDED);
+            }
+            let mut worst = exit::SUCCEEDED;
+            let mut tasks = Vec::new();
+            for run in runs {
+                if let Err(e) = exec.claim(&run).await {
+                    eprintln!("skipping run {run}: {e}");
+                    worst = worst.max(exit::FAILED);
+                    continue;
+                }
+                println!("run {run} resumed");
+                let exec = exec.clone();
+                tasks.push(tokio::spawn(async move { drive(&exec, &run).await }));
+            }
+            for t in tasks {
+                worst = worst.max(t.await??);
+            }
+            Ok(worst)
+        }
+        Command::Runs {
+            command:
+                RunsCommand::List {
+                    status,
+                    limit,
+                    json,
+                },
+        } => {
+            let store = env.store()?;
+            let status = status
+                .map(|s| RunStatus::parse(&s).with_context(|| format!("unknown status `{s}`: expected one of running, rolling_back, held, succeeded, failed, rolled_back, cancelled")))
+                .transpose()?;
+            let runs = store.list_runs(status, limit).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&runs)?);
+            } else {
+                println!(
+                    "{:<22} {:<13} {:<24} {:<20} REASON",
+                    "RUN", "STATUS", "PLAN", "CREATED"
+                );
+                for r in runs {
+                    println!(
+                        "{:<22} {:<13} {:<24} {:<20} {}",
+                        r.id,
+                        r.status.as_str(),
+                        r.plan_name,
+                        progress::clock(r.created_at),
+                        r.reason.unwrap_or_default()
+                    );
+                }
+            }
+            Ok(exit::SUCCEEDED)
+        }
+        Command::Runs {
+            command: RunsCommand::Show { run, json },
+        } => {
+            let store = env.store()?;
+            let view = show(&store, &run).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&view)?);
+            } else {
+                progress::print_show(&view);
+            }
+            Ok(exit::SUCCEEDED)
+        }
+        Command::Approve {
+            run,
+            step,
+            reject,
+            comment,
+        } => {
+            let kind = if reject { "reject" } else { "approve" };
+            command(
+                &env,
+                &run,
+                Some(&step),
+                kind,
+                comment.as_deref(),
+                &[StepStatus::Approval],
+            )
+            .await
+        }
+        Command::Cancel { run } => command(&env, &run, None, "cancel", None, &[]).await,
+        Command::Retry { run, step } => {
+            command(&env, &run, Some(&step), "retry", None, &[StepStatus::Held]).await
+        }
+        Command::Skip { run, step } => {
+            command(&env, &run, Some(&step), "skip", None, &[StepStatus::Held]).await
+        }
+    }
+}
+
+fn exec_host(exec: &Executor<Host>) -> &Host {
+    exec.invoker()
+}
+
+/// Parses and validates the plan file (checking actions against the installed
+/// plugins) and binds the params. Prints every diagnostic; `Err` is the exit code.
+async fn load_plan(
+    host: &Host,
+    file: &std::path::Path,
+    params: &[String],
+) -> Result<(Plan, Value), u8> {
+    let name = file.display().to_string();
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{name}: cannot read the plan: {e}");
+            return Err(exit::INVALID);
+        }
+    };
+    let Some(format) = plan::Format::from_path(file) else {
+        eprintln!("{name}: unknown plan format: name the file .yaml, .yml or .json");
+        return Err(exit::INVALID);
+    };
+    let print = |d: plan::Diagnostics| {
+        for d in d.iter() {
+            eprintln!("{d}");
+        }
+        eprintln!("{name}: {} problem(s); nothing was run", d.len());
+        exit::INVALID
+    };
+    // First without plugins (structure, references), then with the plugins it names.
+    let draft = plan::parse(&name, &text, format, None).map_err(print)?;
+    let catalog = catalog::Loaded::load(host, &draft).await;
+    let plan = plan::parse(&name, &text, format, Some(&catalog)).map_err(print)?;
+    let mut given = Map::new();
+    for p in params {
+        let Some((k, v)) = p.split_once('=') else {
+            eprintln!("--param {p}: expected NAME=VALUE");
+            return Err(exit::INVALID);
+        };
+        given.insert(k.to_owned(), Value::String(v.to_owned()));
+    }
+    let params = plan::bind_params(&plan, &given).map_err(|d| {
+        for d in d.iter() {
+            eprintln!("--param {d}");
+        }
+        eprintln!("{name}: the params do not fit the plan; nothing was run");
+        exit::INVALID
+    })?;
+    Ok((plan, params))
+}
+
+/// Drives a run, printing progress, and maps its end to an exit code.
+async fn drive(exec: &Executor<Host>, run: &str) -> Result<u8> {
+    let printer = progress::spawn(exec.subscribe(), run.to_owned());
+    let status = exec.drive(run).await;
+    // Let the printer drain what was committed before the run ended.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    printer.abort();
+    let status = status?;
+    let summary = exec.store().load_run(run).await?.summary;
+    let reason = summary.reason.map(|r| format!(": {r}")).unwrap_or_default();
+    println!("run {run} {}{reason}", status.as_str());
+    if status == RunStatus::Held {
+        println!(
+            "  resolve the held step(s) (`medic retry {run} STEP` or `medic skip {run} STEP`), then `medic resume {run}`"
+        );
+    }
+    Ok(match status {
+        RunStatus::Succeeded => exit::SUCCEEDED,
+        RunStatus::Failed => exit::FAILED,
+        RunStatus::RolledBack => exit::ROLLED_BACK,
+        RunStatus::Cancelled => exit::CANCELLED,
+        RunStatus::Held | RunStatus::Running | RunStatus::RollingBack => exit::HELD,
+    })
+}
+
+/// Records an operator command for a run after checking it makes sense now.
+async fn command(
+    env: &Env,
+    run: &str,
+    step: Option<&str>,
+    kind: &str,
+    comment: Option<&str>,
+    expect: &[StepStatus],
+) -> Result<u8> {
+    let store = env.store()?;
+    let stored = store.load_run(run).await?;
+    if stored.summary.status.is_terminal() {
+        bail!(
+            "run {run} is already {}; nothing to {kind}",
+            stored.summary.status.as_str()
+        );
+    }
+    if let Some(step) = step {
+        let steps = store.steps(run).await?;
+        let Some((_, s)) = steps.iter().find(|(id, _)| id == step) else {
+            let ids: Vec<&str> = steps.iter().map(|(id, _)| id.as_str()).collect();
+            bail!(
+                "run {run} has no step `{step}`; its steps are: {}",
+                ids.join(", ")
+            );
+        };
+        if !expect.contains(&s.status) {
+            let want: Vec<&str> = expect.iter().map(|s| s.as_str()).collect();
+            bail!(
+                "step `{step}` of run {run} is {}, not {}: nothing to {kind}",
+                s.status.as_str(),
+                want.join(" or ")
+            );
+        }
+    }
+    let by = std::env::var("USER").unwrap_or_else(|_| "operator".into());
+    let now = SystemClock.now_ms();
+    store
+        .post_command(run, step, kind, &by, comment, now)
+        .await?;
+    let owner_alive = match &stored.summary.owner {
+        Some(o) => Node::register(&env.data_dir)?.is_alive(o)?,
+        None => false,
+    };
+    if owner_alive {
+        println!(
+            "{kind} recorded for run {run}; the medic process running it picks it up within a second"
+        );
+    } else {
+        println!(
+            "{kind} recorded for run {run}; no medic process is running it: `medic resume {run}` carries on"
+        );
+    }
+    Ok(exit::SUCCEEDED)
+}
+
+/// The JSON view of a run: summary, steps, attempts and events.
+async fn show(store: &Store, run: &str) -> Result<Value> {
+    let stored = store.load_run(run).await?;
+    let steps = store.steps(run).await?;
+    let attempts = store.attempts(run).await?;
+    let events = store.events(run, 0).await?;
+    let steps: Vec<Value> = steps
+        .into_iter()
+        .map(|(id, s)| {
+            json!({
+                "id": id,
+                "status": s.status.as_str(),
+                "attempt": s.attempt,
+                "undo_attempt": s.undo_attempt,
+                "until": s.until,
+                "output": s.output,
+                "error": s.error,
+                "started_at": s.started_at,
+                "finished_at": s.finished_at,
+            })
+        })
+        .collect();
+    Ok(json!({
+        "run": stored.summary,
+        "params": stored.state.params,
+        "steps": steps,
+        "attempts": attempts,
+        "events": events,
+    }))
+}
+
+impl SystemClock {
+    fn now_ms(&self) -> i64 {
+        crate::executor::Clock::now(self)
+    }
+}

@@ -1,1 +1,512 @@
-//! executor
+//! `executor` is the async glue that drives runs: it feeds events to the pure state
+//! machine (`run`), commits what each transition recorded (`store`), and only then
+//! dispatches its effects: plugin calls (`plugin`), observations after a crash,
+//! timers. It is the only writer of run state. Time comes from an injected `Clock`.
+
+mod node;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{broadcast, mpsc};
+use tracing::{Instrument, info_span};
+
+use crate::dag::Dag;
+use crate::plan::{self, EffectClass, Plan, StepKind};
+use crate::plugin::{self, Call, CallContext, Invoker};
+use crate::run::{
+    self, Effect, Entry, Event, Failure, Ms, Observed, Outcome, Resolution, RunState, RunStatus,
+};
+use crate::store::{self, Batch, NewRun, Store};
+
+pub use node::{Node, NodeError};
+
+/// Where time comes from: the system clock in medic, a controlled one in tests.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> Ms;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Ms {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as Ms)
+            .unwrap_or(0)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error("the stored plan of run `{run}` no longer parses: {diagnostics}")]
+    StoredPlan {
+        run: String,
+        diagnostics: plan::Diagnostics,
+    },
+    #[error("run `{run}` has {stored} stored steps but its plan has {planned}")]
+    Mismatch {
+        run: String,
+        stored: usize,
+        planned: usize,
+    },
+    #[error(
+        "run `{run}` is owned by a running medic process ({owner}); it will carry on with the run"
+    )]
+    Owned { run: String, owner: String },
+    #[error(transparent)]
+    Node(#[from] NodeError),
+}
+
+/// One committed log entry of a run, for whoever watches (the CLI's progress lines,
+/// later the API's event stream). Sent only after the entry is durable.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    pub run_id: String,
+    pub seq: i64,
+    pub at: Ms,
+    pub entry: Entry,
+}
+
+/// Runs plans durably.
+pub struct Executor<I: Invoker> {
+    inner: Arc<Inner<I>>,
+}
+
+impl<I: Invoker> Clone for Executor<I> {
+    fn clone(&self) -> Self {
+        Executor {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct Inner<I> {
+    store: Store,
+    invoker: Arc<I>,
+    clock: Arc<dyn Clock>,
+    node: Node,
+    progress: broadcast::Sender<Progress>,
+    /// How often a driven run looks for operator commands left in the database by
+    /// other processes (approvals, cancel, retry, skip).
+    inbox_poll: Duration,
+}
+
+impl<I: Invoker> Executor<I> {
+    pub fn new(store: Store, invoker: Arc<I>, clock: Arc<dyn Clock>, node: Node) -> Self {
+        let (progress, _) = broadcast::channel(65_536);
+        Executor {
+            inner: Arc::new(Inner {
+                store,
+                invoker,
+                clock,
+                node,
+                progress,
+                inbox_poll: Duration::from_millis(250),
+            }),
+        }
+    }
+
+    pub fn invoker(&self) -> &I {
+        &self.inner.invoker
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn now(&self) -> Ms {
+        self.inner.clock.now()
+    }
+
+    /// Committed log entries of every run this executor drives.
+    pub fn subscribe(&self) -> broadcast::Receiver<Progress> {
+        self.inner.progress.subscribe()
+    }
+
+    /// Stores the plan and a new run of it with bound `params`, owned by this
+    /// process. Returns the run id; `drive` runs it.
+    pub async fn create(&self, plan: &Plan, params: Value) -> Result<String, Error> {
+        let id = new_run_id(self.now());
+        let state = RunState::new(id.clone(), params, plan.steps.len());
+        self.inner
+            .store
+            .create_run(NewRun {
+                plan_name: &plan.name,
+                plan_hash: &plan.hash,
+                plan_source: &plan.canonical,
+                step_ids: plan.steps.iter().map(|s| s.id.as_str()).collect(),
+                state: &state,
+                owner: Some(self.inner.node.id()),
+                at: self.now(),
+            })
+            .await?;
+        Ok(id)
+    }
+
+    /// Takes over an unfinished run whose owner is gone (or that has none).
+    pub async fn claim(&self, run: &str) -> Result<(), Error> {
+        let stored = self.inner.store.load_run(run).await?;
+        let owner = stored.summary.owner;
+        let me = self.inner.node.id();
+        if owner.as_deref() == Some(me) {
+            return Ok(());
+        }
+        if let Some(o) = &owner
+            && self.inner.node.is_alive(o)?
+        {
+            return Err(Error::Owned {
+                run: run.into(),
+                owner: o.clone(),
+            });
+        }
+        if !self.inner.store.claim(run, me, owner.as_deref()).await? {
+            let now = self
+                .inner
+                .store
+                .load_run(run)
+                .await?
+                .summary
+                .owner
+                .unwrap_or_default();
+            return Err(Error::Owned {
+                run: run.into(),
+                owner: now,
+            });
+        }
+        if let Some(o) = owner {
+            self.inner.node.forget(&o);
+        }
+        Ok(())
+    }
+
+    /// Drives a run this process owns until it is terminal or held for an operator.
+    /// Picks up where the store says the run is: attempts that were in flight when a
+    /// previous process died are observed, never blindly re-run.
+    pub async fn drive(&self, run_id: &str) -> Result<RunStatus, Error> {
+        let span = info_span!("run", run_id);
+        self.drive_inner(run_id).instrument(span).await
+    }
+
+    async fn drive_inner(&self, run_id: &str) -> Result<RunStatus, Error> {
+        let inner = &self.inner;
+        let stored = inner.store.load_run(run_id).await?;
+        let plan = plan::parse(
+            &format!("run {run_id}"),
+            &stored.plan_source,
+            plan::Format::Json,
+            None,
+        )
+        .map_err(|diagnostics| Error::StoredPlan {
+            run: run_id.into(),
+            diagnostics,
+        })?;
+        if plan.steps.len() != stored.state.steps.len() {
+            return Err(Error::Mismatch {
+                run: run_id.into(),
+                stored: stored.state.steps.len(),
+                planned: plan.steps.len(),
+            });
+        }
+        let plan = Arc::new(plan);
+        let needs = plan.steps.iter().map(|s| s.needs.clone()).collect();
+        let dag = Dag::new(needs).expect("a stored plan was validated acyclic");
+        let mut driver = Driver {
+            exec: self.clone(),
+            plan: plan.clone(),
+            dag,
+            state: stored.state,
+            next_seq: stored.next_seq,
+            events: mpsc::unbounded_channel(),
+        };
+        let fresh = driver
+            .state
+            .steps
+            .iter()
+            .all(|s| s.status == run::StepStatus::Pending)
+            && driver.state.status == RunStatus::Running;
+        let now = self.now();
+        let mut outcome = run::recover(&mut driver.state, &plan, &driver.dag, now);
+        if fresh {
+            outcome.merge(run::transition(
+                &mut driver.state,
+                &plan,
+                &driver.dag,
+                Event::Start,
+                now,
+            ));
+        }
+        driver.commit(outcome, Vec::new()).await?;
+        driver.run().await
+    }
+}
+
+struct Driver<I: Invoker> {
+    exec: Executor<I>,
+    plan: Arc<Plan>,
+    dag: Dag,
+    state: RunState,
+    next_seq: i64,
+    events: (mpsc::UnboundedSender<Event>, mpsc::UnboundedReceiver<Event>),
+}
+
+impl<I: Invoker> Driver<I> {
+    async fn run(&mut self) -> Result<RunStatus, Error> {
+        let poll = self.exec.inner.inbox_poll;
+        let mut next_poll = tokio::time::Instant::now();
+        loop {
+            if self.state.status.is_terminal() || self.state.status == RunStatus::Held {
+                return Ok(self.state.status);
+            }
+            let mut batch = Vec::new();
+            let mut consumed = Vec::new();
+            tokio::select! {
+                ev = self.events.1.recv() => {
+                    batch.extend(ev);
+                    // Everything that is ready now goes into the same commit.
+                    while let Ok(ev) = self.events.1.try_recv() {
+                        batch.push(ev);
+                    }
+                }
+                _ = tokio::time::sleep_until(next_poll) => {
+                    next_poll = tokio::time::Instant::now() + poll;
+                    for cmd in self.exec.inner.store.open_commands(&self.state.id).await? {
+                        consumed.push(cmd.id);
+                        if let Some(ev) = self.command_event(&cmd) {
+                            batch.push(ev);
+                        }
+                    }
+                }
+            }
+            if batch.is_empty() && consumed.is_empty() {
+                continue;
+            }
+            let now = self.exec.now();
+            let mut outcome = Outcome::default();
+            for ev in batch {
+                outcome.merge(run::transition(
+                    &mut self.state,
+                    &self.plan,
+                    &self.dag,
+                    ev,
+                    now,
+                ));
+            }
+            self.commit(outcome, consumed).await?;
+        }
+    }
+
+    fn command_event(&self, cmd: &store::Command) -> Option<Event> {
+        let step = cmd.step.as_deref().and_then(|s| self.plan.step_index(s));
+        let by = cmd.by.clone();
+        Some(match (cmd.kind.as_str(), step) {
+            ("approve" | "reject", Some(step)) => Event::Decision {
+                step,
+                approve: cmd.kind == "approve",
+                by,
+                comment: cmd.comment.clone(),
+            },
+            ("cancel", _) => Event::Cancel { by },
+            ("retry", Some(step)) => Event::Resolve {
+                step,
+                resolution: Resolution::Retry,
+                by,
+            },
+            ("skip", Some(step)) => Event::Resolve {
+                step,
+                resolution: Resolution::Skip,
+                by,
+            },
+            ("fail", Some(step)) => Event::Resolve {
+                step,
+                resolution: Resolution::Fail,
+                by,
+            },
+            _ => {
+                tracing::warn!(command = cmd.id, kind = %cmd.kind, "ignoring a command that names no step of this run");
+                return None;
+            }
+        })
+    }
+
+    /// Makes the transition's records durable, tells watchers, then dispatches.
+    async fn commit(&mut self, outcome: Outcome, consumed: Vec<i64>) -> Result<(), Error> {
+        let at = self.exec.now();
+        let touched: BTreeSet<usize> = outcome.touched.iter().copied().collect();
+        let mut batch = Batch {
+            run_id: self.state.id.clone(),
+            run: outcome.run_changed.then(|| {
+                (
+                    self.state.status,
+                    self.state.stop,
+                    self.state.reason.clone(),
+                )
+            }),
+            steps: touched
+                .into_iter()
+                .map(|i| {
+                    (
+                        i,
+                        self.plan.steps[i].id.clone(),
+                        self.state.steps[i].clone(),
+                    )
+                })
+                .collect(),
+            events: Vec::with_capacity(outcome.log.len()),
+            consumed,
+            at,
+        };
+        for entry in outcome.log {
+            batch.events.push((self.next_seq, entry));
+            self.next_seq += 1;
+        }
+        let committed = batch.events.clone();
+        if batch.run.is_some()
+            || !batch.steps.is_empty()
+            || !committed.is_empty()
+            || !batch.consumed.is_empty()
+        {
+            self.exec.inner.store.commit(batch).await?;
+        }
+        for (seq, entry) in committed {
+            let _ = self.exec.inner.progress.send(Progress {
+                run_id: self.state.id.clone(),
+                seq,
+                at,
+                entry,
+            });
+        }
+        for effect in outcome.effects {
+            self.dispatch(effect);
+        }
+        Ok(())
+    }
+
+    fn call(
+        &self,
+        step: usize,
+        attempt: u32,
+        undo: bool,
+        key: String,
+        params: Value,
+        connect: Vec<String>,
+    ) -> Call {
+        let def = &self.plan.steps[step];
+        let StepKind::Action {
+            call,
+            undo: undo_call,
+        } = &def.kind
+        else {
+            unreachable!("only action steps have attempts")
+        };
+        let c = if undo {
+            undo_call.as_ref().unwrap_or(call)
+        } else {
+            call
+        };
+        let using = &self.plan.plugins[&c.plugin];
+        Call {
+            plugin: using.name.clone(),
+            version: using.version.clone(),
+            action: c.action.clone(),
+            params,
+            ctx: CallContext {
+                run_id: self.state.id.clone(),
+                step_id: def.id.clone(),
+                attempt,
+                idempotency_key: key,
+            },
+            connect,
+            timeout: def.timeout,
+        }
+    }
+
+    fn dispatch(&self, effect: Effect) {
+        let tx = self.events.0.clone();
+        let invoker = self.exec.inner.invoker.clone();
+        match effect {
+            Effect::Invoke {
+                step,
+                attempt,
+                undo,
+                key,
+                params,
+                connect,
+            } => {
+                let call = self.call(step, attempt, undo, key, params, connect);
+                let span = info_span!("attempt", step_id = %call.ctx.step_id, attempt, undo);
+                tokio::spawn(
+                    async move {
+                        let result = invoker.invoke(call).await.map_err(failure);
+                        let _ = tx.send(Event::Finished {
+                            step,
+                            attempt,
+                            undo,
+                            result,
+                        });
+                    }
+                    .instrument(span),
+                );
+            }
+            Effect::Observe {
+                step,
+                attempt,
+                undo,
+                key,
+                params,
+                connect,
+            } => {
+                let call = self.call(step, attempt, undo, key, params, connect);
+                tokio::spawn(async move {
+                    // Without a manifest we cannot know the action is safe to repeat.
+                    let effect = match invoker.manifest(&call.plugin, &call.version).await {
+                        Ok(m) => m
+                            .action(&call.action)
+                            .map(|a| a.effect)
+                            .unwrap_or(EffectClass::Mutating),
+                        Err(_) => EffectClass::Mutating,
+                    };
+                    let observed = match invoker.observe(call).await {
+                        Ok(plugin::Observation::Done(v)) => Observed::Done(v),
+                        Ok(plugin::Observation::NotDone) => Observed::NotDone,
+                        Ok(plugin::Observation::Unknown(why)) => Observed::Unknown(why),
+                        Err(e) => Observed::Unknown(format!("observe failed: {e}")),
+                    };
+                    let _ = tx.send(Event::Observed {
+                        step,
+                        attempt,
+                        undo,
+                        observed,
+                        effect,
+                    });
+                });
+            }
+            Effect::Wake { step, at } => {
+                let wait = (at - self.exec.now()).max(0) as u64;
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                    let _ = tx.send(Event::Due { step });
+                });
+            }
+        }
+    }
+}
+
+fn failure(e: plugin::Error) -> Failure {
+    Failure {
+        retryable: e.retryable(),
+        message: e.to_string(),
+    }
+}
+
+/// A run id that sorts by creation time: `r` + 12 hex digits of milliseconds + 6 random.
+fn new_run_id(now: Ms) -> String {
+    format!("r{:012x}{:06x}", now, rand::random::<u32>() & 0xff_ffff)
+}
+
+#[cfg(test)]
+mod tests;

@@ -83,17 +83,21 @@ pub(crate) fn unwrap_condition(expr: &str) -> &str {
 
 /// Renders every template string in `value` (see `plan::render`).
 pub(crate) fn render(value: &Value, scope: &Value) -> Result<Value, TemplateError> {
-    let ctx = minijinja::Value::from(minijinja::value::Serde(scope));
+    // The scope grows with every finished step: convert it only if a template needs it.
+    let ctx = std::cell::OnceCell::new();
     render_value(value, &ctx, scope)
 }
 
 fn render_value(
     value: &Value,
-    ctx: &minijinja::Value,
+    ctx: &std::cell::OnceCell<minijinja::Value>,
     scope: &Value,
 ) -> Result<Value, TemplateError> {
     Ok(match value {
-        Value::String(s) if is_template(s) => render_string(s, ctx, scope)?,
+        Value::String(s) if is_template(s) => {
+            let ctx = ctx.get_or_init(|| minijinja::Value::from(minijinja::value::Serde(scope)));
+            render_string(s, ctx, scope)?
+        }
         Value::Array(items) => Value::Array(
             items
                 .iter()

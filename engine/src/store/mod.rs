@@ -474,6 +474,27 @@ impl Store {
     }
 }
 
+/// The machine's own limit, for benchmarks: the latency of each of `n` single-row
+/// commits to a fresh database in `dir`, at the synchronous level medic uses.
+pub fn measure_commit_latency(dir: &Path, n: usize) -> Result<Vec<std::time::Duration>> {
+    let path = dir.join("commit-floor.db");
+    let conn = Connection::open(&path).map_err(|source| Error::Open {
+        path: path.display().to_string(),
+        source,
+    })?;
+    schema::configure(&conn).map_err(sql("configuring the probe database"))?;
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+        .map_err(sql("creating the probe table"))?;
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let start = std::time::Instant::now();
+        conn.execute("INSERT INTO t (v) VALUES (?1)", [format!("row {i}")])
+            .map_err(sql("committing a probe row"))?;
+        out.push(start.elapsed());
+    }
+    Ok(out)
+}
+
 const RUN_COLUMNS: &str =
     "r.id, r.plan_name, r.plan_hash, r.status, r.reason, r.owner, r.created_at, r.updated_at";
 

@@ -1,0 +1,144 @@
+//! What `medic run` and `medic resume` print as a run goes, and `medic runs show`.
+
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use crate::executor::Progress;
+use crate::run::{Entry, Ms};
+
+/// `HH:MM:SS` (UTC) of a timestamp.
+pub(super) fn clock(at: Ms) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(at.max(0) as u64);
+    let s = humantime::format_rfc3339_seconds(t).to_string();
+    s.get(11..19).unwrap_or(&s).to_owned()
+}
+
+/// Prints the committed log entries of `run` until aborted.
+pub(super) fn spawn(
+    mut rx: broadcast::Receiver<Progress>,
+    run: String,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            match rx.recv().await {
+                Ok(p) if p.run_id == run => {
+                    if let Some(line) = line(&p.run_id, &p.entry) {
+                        println!("{} {line}", clock(p.at));
+                    }
+                }
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    println!("... {n} progress lines skipped")
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    })
+}
+
+fn line(run: &str, e: &Entry) -> Option<String> {
+    let undo = |u: bool| if u { "undo " } else { "" };
+    Some(match e {
+        Entry::AttemptStarted {
+            step,
+            attempt,
+            undo: u,
+            ..
+        } => format!("  > {step}: {}attempt {attempt} started", undo(*u)),
+        Entry::AttemptSucceeded {
+            step,
+            attempt,
+            undo: u,
+            ..
+        } => format!("  ok {step}: {}attempt {attempt} succeeded", undo(*u)),
+        Entry::AttemptFailed {
+            step,
+            attempt,
+            undo: u,
+            error,
+            retry_at,
+            ..
+        } => match retry_at {
+            Some(at) => format!(
+                "  x {step}: {}attempt {attempt} failed: {error} (retry at {})",
+                undo(*u),
+                clock(*at)
+            ),
+            None => format!("  x {step}: {}attempt {attempt} failed: {error}", undo(*u)),
+        },
+        Entry::StepSkipped { step, reason } => format!("  - {step}: skipped: {reason}"),
+        Entry::StepNotRun { step } => format!("  - {step}: not run"),
+        Entry::ApprovalRequested {
+            step,
+            prompt,
+            deadline,
+        } => format!(
+            "  ? {step}: waiting for approval{}: {prompt}\n           approve: medic approve {run} {step}    reject: medic approve {run} {step} --reject",
+            deadline
+                .map(|d| format!(" until {}", clock(d)))
+                .unwrap_or_default()
+        ),
+        Entry::ApprovalDecided {
+            step, approved, by, ..
+        } => {
+            format!(
+                "  {} {step}: {} by {by}",
+                if *approved { "ok" } else { "x" },
+                if *approved { "approved" } else { "rejected" }
+            )
+        }
+        Entry::StepHeld { step, reason } => format!("  ! {step}: held: {reason}"),
+        Entry::StepResolved {
+            step,
+            resolution,
+            by,
+        } => format!("  * {step}: {resolution} by {by}"),
+        Entry::Observed {
+            step,
+            attempt,
+            undo: u,
+            result,
+        } => {
+            format!(
+                "  ~ {step}: {}attempt {attempt} was in flight when medic stopped; observe: {result}",
+                undo(*u)
+            )
+        }
+        Entry::CancelRequested { by } => format!("  cancel requested by {by}"),
+        Entry::RunStatus { status, reason } => match reason {
+            Some(r) => format!("run {}: {r}", status.as_str()),
+            None => format!("run {}", status.as_str()),
+        },
+    })
+}
+
+/// Human view of `medic runs show`.
+pub(super) fn print_show(view: &Value) {
+    let run = &view["run"];
+    println!(
+        "run {}  plan {}  status {}",
+        run["id"].as_str().unwrap_or("?"),
+        run["plan_name"].as_str().unwrap_or("?"),
+        run["status"].as_str().unwrap_or("?")
+    );
+    if let Some(r) = run["reason"].as_str() {
+        println!("reason: {r}");
+    }
+    println!(
+        "{:<24} {:<13} {:>7} ERROR/OUTPUT",
+        "STEP", "STATUS", "ATTEMPT"
+    );
+    for s in view["steps"].as_array().into_iter().flatten() {
+        let detail = match (&s["error"], &s["output"]) {
+            (Value::String(e), _) => e.clone(),
+            (_, Value::Null) => String::new(),
+            (_, o) => o.to_string(),
+        };
+        println!(
+            "{:<24} {:<13} {:>7} {detail}",
+            s["id"].as_str().unwrap_or("?"),
+            s["status"].as_str().unwrap_or("?"),
+            s["attempt"]
+        );
+    }
+}

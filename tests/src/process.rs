@@ -129,7 +129,7 @@ impl Running {
             |line| {
                 let mut words = line.split_whitespace();
                 match (words.next(), words.next(), words.next()) {
-                    (Some("run"), Some(id), Some("started")) => Some(id.to_string()),
+                    (Some("run"), Some(id), Some("started" | "started:")) => Some(id.to_string()),
                     _ => None,
                 }
             },

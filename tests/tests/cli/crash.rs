@@ -437,3 +437,74 @@ fn killed_before_an_undo_landed_resume_holds_until_retry() {
     crash.assert_rolled_back(&out);
     assert_eq!(crash.target.times_applied(&lost_key), 0);
 }
+
+/// (e) Killed while waiting for an approval: the wait is persisted, an approval
+/// recorded while no medic owns the run is applied by the next `medic resume`.
+#[test]
+fn killed_while_waiting_for_approval_resume_applies_the_decision() {
+    let medic = Medic::new();
+    let target = CounterTarget::start();
+    let mut running = medic.spawn(run_args(&plan("approval.yaml"), &target, &[]));
+    let run = running.run_id();
+    medic.wait_for_run(
+        &run,
+        WAIT,
+        "step `approve` waiting for approval",
+        |v| (v.step_status("approve") == Some("approval")).then_some(()),
+        || running.describe(),
+    );
+    let killed = running.kill();
+    assert_eq!(killed.code, 128 + 9, "{killed}");
+
+    medic
+        .run(["approve", &run, "approve"])
+        .expect_code(0, || killed.to_string());
+    let out = medic.run(["resume", &run]);
+    let ctx = || context(&medic, &run, &target, &format!("{out}\n{killed}"));
+    out.expect_code(exit::SUCCEEDED, ctx);
+    let view = medic.show(&run);
+    assert_eq!(view.status, "succeeded", "{}", ctx());
+    assert_eq!(
+        effects(&target),
+        [("bumped".into(), 1), ("after".into(), 1)],
+        "{}",
+        ctx()
+    );
+    target.assert_each_key_applied_once();
+}
+
+/// `medic resume` must not take over a run whose medic is alive: two processes
+/// driving one run could both apply an effect.
+#[test]
+fn resume_leaves_a_run_with_a_live_owner_alone() {
+    let (crash, mut running) = Crash::start(&[("a_after_ms", HOLD_MS)]);
+    crash.target.wait_for(
+        WAIT,
+        "bump-a's ADD on counter a",
+        |applied| applied.iter().any(|a| a.counter == "a").then_some(()),
+        || running.describe(),
+    );
+    let out = crash.resume();
+    assert_ne!(
+        out.code,
+        exit::SUCCEEDED,
+        "resume of a run owned by a live process must refuse\n{}",
+        crash.context(&out)
+    );
+    assert!(
+        out.stderr.contains(&crash.run),
+        "the refusal names the run\n{out}"
+    );
+    assert!(
+        running.is_alive(),
+        "the owner keeps going\n{}",
+        running.describe()
+    );
+    assert!(
+        !crash.target.requests().iter().any(|r| r.starts_with("HAS")),
+        "resume did not observe anything of a live run\n{:?}",
+        crash.target.requests()
+    );
+    let finished = running.wait(WAIT);
+    crash.assert_succeeded(&finished);
+}

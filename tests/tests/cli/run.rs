@@ -20,7 +20,10 @@ fn a_plan_with_a_parallel_branch_and_retries_succeeds() {
     let run = first
         .strip_prefix("run ")
         .and_then(|rest| rest.split_whitespace().next())
-        .filter(|_| first.split_whitespace().nth(2) == Some("started"))
+        .filter(|_| {
+            let word = first.split_whitespace().nth(2).unwrap_or_default();
+            word.trim_end_matches(':') == "started"
+        })
         .unwrap_or_else(|| panic!("first stdout line should be `run <RUN_ID> started ...`\n{out}"))
         .to_string();
     let ctx = || context(&medic, &run, &target, &out.to_string());

@@ -1,1 +1,33 @@
-//! helpers
+//! Shared harness of the black-box tests: the real `medic` binary run in a scratch
+//! directory per test, its output captured, its runs read back through
+//! `medic runs show --json`, and a counter target that records every effect the
+//! probe plugin applies to it. Modelled on ripgrep's `tests/util.rs`.
+
+mod counter;
+mod medic;
+mod process;
+mod view;
+mod wait;
+
+pub use counter::{Applied, CounterTarget};
+pub use medic::{Finished, Medic, exit_code};
+pub use process::Running;
+pub use view::{AttemptView, RunView, StepView};
+pub use wait::poll_until;
+
+use std::path::PathBuf;
+
+/// The repository root (the tests crate lives in `<repo>/tests`).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate has a parent directory")
+        .to_path_buf()
+}
+
+/// A plan file shipped with the tests (`tests/plans/NAME`).
+pub fn plan(name: &str) -> PathBuf {
+    let path = repo_root().join("tests/plans").join(name);
+    assert!(path.is_file(), "test plan {} is missing", path.display());
+    path
+}

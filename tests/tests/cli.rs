@@ -1,0 +1,79 @@
+//! Black-box tests of the `medic` command line: the real binary, the real probe
+//! plugin and a counter target on 127.0.0.1, checked from outside through the
+//! target's log and `medic runs show --json`. One test binary, one module per area.
+
+// A test crate root resolves `mod x;` beside itself; the areas live in `cli/`.
+#[path = "cli/approval.rs"]
+mod approval;
+#[path = "cli/crash.rs"]
+mod crash;
+#[path = "cli/rollback.rs"]
+mod rollback;
+#[path = "cli/run.rs"]
+mod run;
+#[path = "cli/validate.rs"]
+mod validate;
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use medic_tests::{CounterTarget, Medic, RunView};
+
+/// Exit codes of `medic run` / `medic resume`, by outcome.
+mod exit {
+    pub const SUCCEEDED: i32 = 0;
+    pub const FAILED: i32 = 1;
+    pub const INVALID: i32 = 2;
+    pub const ROLLED_BACK: i32 = 3;
+    pub const CANCELLED: i32 = 4;
+    pub const HELD: i32 = 5;
+}
+
+/// `run PLAN --param k=v...`, with the counter target as the `target` param.
+fn run_args(plan: &Path, target: &CounterTarget, params: &[(&str, &str)]) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec!["run".into(), plan.into()];
+    let target = format!("target={}", target.address());
+    for param in std::iter::once(target).chain(params.iter().map(|(k, v)| format!("{k}={v}"))) {
+        args.push("--param".into());
+        args.push(param.into());
+    }
+    args
+}
+
+/// Everything a failure message about a run should show: its JSON, the target's log,
+/// and whatever medic printed.
+fn context(medic: &Medic, run: &str, target: &CounterTarget, output: &str) -> String {
+    format!(
+        "{}\n--- counter target applied ---\n{}{output}",
+        medic.describe_run(run),
+        target.describe()
+    )
+}
+
+/// The effects (counter, amount) in the order the target applied them.
+fn effects(target: &CounterTarget) -> Vec<(String, i64)> {
+    target
+        .applied()
+        .into_iter()
+        .map(|a| (a.counter, a.amount))
+        .collect()
+}
+
+/// Every attempt medic recorded as succeeded for a counter step was applied exactly
+/// once under its key: ties the database's story to the target's.
+fn assert_succeeded_attempts_applied_once(view: &RunView, target: &CounterTarget, steps: &[&str]) {
+    for attempt in view
+        .attempts
+        .iter()
+        .filter(|a| steps.contains(&a.step.as_str()) && a.status == "succeeded")
+    {
+        assert_eq!(
+            target.times_applied(&attempt.key),
+            1,
+            "attempt {attempt:?} is recorded as succeeded, so its key must be applied exactly once\n\
+             --- counter target ---\n{}\n--- run ---\n{}",
+            target.describe(),
+            view.pretty()
+        );
+    }
+}

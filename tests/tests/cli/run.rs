@@ -1,0 +1,178 @@
+//! `medic run` end to end: parallel branches, retries with backoff, outputs and
+//! progress lines, the exit code, and what `runs show`/`runs list` report afterwards.
+
+use medic_tests::{CounterTarget, Medic, plan};
+use serde_json::json;
+
+use crate::{assert_succeeded_attempts_applied_once, context, effects, exit, run_args};
+
+#[test]
+fn a_plan_with_a_parallel_branch_and_retries_succeeds() {
+    let medic = Medic::new();
+    let target = CounterTarget::start();
+    let args = run_args(
+        &plan("counters.yaml"),
+        &target,
+        &[("b_succeeds_at", "3"), ("check_ms", "100")],
+    );
+    let out = medic.run(&args);
+    let first = out.stdout.lines().next().unwrap_or_default().to_string();
+    let run = first
+        .strip_prefix("run ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .filter(|_| {
+            let word = first.split_whitespace().nth(2).unwrap_or_default();
+            word.trim_end_matches(':') == "started"
+        })
+        .unwrap_or_else(|| panic!("first stdout line should be `run <RUN_ID> started ...`\n{out}"))
+        .to_string();
+    let ctx = || context(&medic, &run, &target, &out.to_string());
+    out.expect_code(exit::SUCCEEDED, ctx);
+    // One progress line per step transition: at least one line beyond the first
+    // names each step.
+    for step in ["start", "slow-check", "bump-a", "bump-b", "finish"] {
+        assert!(
+            out.stdout.lines().skip(1).any(|l| l.contains(step)),
+            "no progress line names `{step}`\n{}",
+            ctx()
+        );
+    }
+
+    let view = medic.show(&run);
+    assert_eq!(view.id, run);
+    assert_eq!(view.status, "succeeded", "{}", ctx());
+    for step in ["start", "slow-check", "bump-a", "bump-b", "finish"] {
+        assert_eq!(view.step(step).status, "succeeded", "{step}\n{}", ctx());
+        assert_eq!(view.step(step).undo_attempt, 0, "{step} was not undone");
+    }
+    // bump-b failed twice (retryable) and succeeded on its third and last attempt.
+    let b = view.attempts_of("bump-b", false);
+    assert_eq!(
+        b.iter()
+            .map(|a| (a.attempt, a.status.as_str()))
+            .collect::<Vec<_>>(),
+        [(1, "failed"), (2, "failed"), (3, "succeeded")],
+        "{}",
+        ctx()
+    );
+    assert_eq!(view.step("bump-b").attempt, 3);
+    let keys: std::collections::HashSet<&str> = b.iter().map(|a| a.key.as_str()).collect();
+    assert_eq!(keys.len(), 3, "each attempt has its own idempotency key");
+    assert_eq!(
+        view.step("bump-b").output,
+        json!({"counter": "b", "value": 1})
+    );
+    assert_eq!(
+        view.step("finish").output,
+        json!({"counter": "c", "value": 100})
+    );
+    assert_eq!(view.step("slow-check").output, json!({"slept_ms": 100}));
+
+    // The target saw each effect once, and nothing of the failed attempts.
+    assert_eq!(
+        effects(&target),
+        [("a".into(), 10), ("b".into(), 1), ("c".into(), 100)],
+        "{}",
+        ctx()
+    );
+    target.assert_each_key_applied_once();
+    assert_succeeded_attempts_applied_once(&view, &target, &["bump-a", "bump-b", "finish"]);
+
+    let kinds = view.event_kinds();
+    assert!(
+        kinds.iter().filter(|k| *k == "attempt_failed").count() == 2,
+        "two failed attempts in the event log: {kinds:?}"
+    );
+
+    // `runs list --json` knows the run and its outcome.
+    let list = medic.run(["runs", "list", "--json"]);
+    list.expect_code(0, String::new);
+    let listed: serde_json::Value = serde_json::from_str(&list.stdout)
+        .unwrap_or_else(|e| panic!("`runs list --json` is not JSON ({e})\n{list}"));
+    let runs = listed
+        .as_array()
+        .or_else(|| listed.get("runs").and_then(|r| r.as_array()))
+        .unwrap_or_else(|| panic!("`runs list --json` should list runs\n{list}"));
+    assert!(
+        runs.iter()
+            .any(|r| r["id"] == json!(run) && r["status"] == json!("succeeded")),
+        "run {run} listed as succeeded\n{list}"
+    );
+}
+
+#[test]
+fn bad_params_are_invalid_input() {
+    let medic = Medic::new();
+    let target = CounterTarget::start();
+    let out = medic.run(run_args(
+        &plan("counters.yaml"),
+        &target,
+        &[("b_succeeds_at", "three")],
+    ));
+    out.expect_code(exit::INVALID, String::new);
+    assert!(
+        out.stderr.contains("b_succeeds_at"),
+        "the error names the param\n{out}"
+    );
+    assert!(target.applied().is_empty(), "nothing ran");
+}
+
+/// Under the default policy (`abort`) a failed step starts nothing new, lets the
+/// step in flight finish, and the run fails with exit 1; nothing is undone.
+#[test]
+fn a_failed_step_aborts_the_run() {
+    let medic = Medic::new();
+    let target = CounterTarget::start();
+    let path = medic.write(
+        "abort.yaml",
+        r#"apiVersion: medic/v1
+kind: RecoveryPlan
+metadata: { name: test-abort }
+params:
+  target: { type: string }
+plugins:
+  probe: { use: probe@0.1, grants: { connect: ["${{ params.target }}"] } }
+steps:
+  - id: bump
+    uses: probe/counter-add
+    with: { address: "${{ params.target }}", counter: kept, amount: 1 }
+    undo: { uses: probe/counter-sub, with: { address: "${{ params.target }}", counter: kept, amount: 1 } }
+  - id: broken
+    needs: [bump]
+    uses: probe/counter-add
+    with: { address: "${{ params.target }}", counter: never, amount: 1, fail: true }
+  - id: in-flight
+    needs: [bump]
+    uses: probe/sleep
+    with: { ms: 300 }
+  - id: later
+    needs: [broken]
+    uses: probe/noop
+"#,
+    );
+    let out = medic.run(run_args(&path, &target, &[]));
+    let run = out
+        .stdout
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    let ctx = || context(&medic, &run, &target, &out.to_string());
+    out.expect_code(exit::FAILED, ctx);
+    let view = medic.show(&run);
+    assert_eq!(view.status, "failed", "{}", ctx());
+    assert_eq!(view.step("broken").status, "failed", "{}", ctx());
+    let error = view.step("broken").error.to_string();
+    assert!(
+        error.contains("fail: true"),
+        "the plugin's message is kept: {error}"
+    );
+    assert_eq!(view.step("in-flight").status, "succeeded", "{}", ctx());
+    assert_eq!(view.step("later").status, "not_run", "{}", ctx());
+    assert_eq!(
+        view.step("bump").status,
+        "succeeded",
+        "abort undoes nothing"
+    );
+    assert_eq!(effects(&target), [("kept".into(), 1)], "{}", ctx());
+}

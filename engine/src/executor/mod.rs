@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinSet;
 use tracing::{Instrument, info_span};
 
 use crate::dag::Dag;
@@ -223,6 +224,7 @@ impl<I: Invoker> Executor<I> {
             state: stored.state,
             next_seq: stored.next_seq,
             events: mpsc::unbounded_channel(),
+            tasks: JoinSet::new(),
         };
         // For a new run this queues the steps that need nothing (what `Event::Start`
         // does); for one read back after a crash it also observes in-flight attempts.
@@ -239,6 +241,9 @@ struct Driver<I: Invoker> {
     state: RunState,
     next_seq: i64,
     events: (mpsc::UnboundedSender<Event>, mpsc::UnboundedReceiver<Event>),
+    /// Plugin calls and timers of this run. Dropped with the driver, so a timer of a
+    /// finished run (an approval timeout, say) does not outlive it.
+    tasks: JoinSet<()>,
 }
 
 impl<I: Invoker> Driver<I> {
@@ -249,6 +254,7 @@ impl<I: Invoker> Driver<I> {
             if self.state.status.is_terminal() {
                 return Ok(self.state.status);
             }
+            while self.tasks.try_join_next().is_some() {}
             // A held run has nothing in flight: only an operator's command can move it,
             // so look at the inbox once and give the run back if there is none.
             let held = self.state.status == RunStatus::Held;
@@ -406,7 +412,7 @@ impl<I: Invoker> Driver<I> {
         }
     }
 
-    fn dispatch(&self, effect: Effect) {
+    fn dispatch(&mut self, effect: Effect) {
         let tx = self.events.0.clone();
         let invoker = self.exec.inner.invoker.clone();
         match effect {
@@ -414,7 +420,7 @@ impl<I: Invoker> Driver<I> {
                 let (step, attempt, undo) = (a.step, a.attempt, a.undo);
                 let call = self.call(a);
                 let span = info_span!("attempt", step_id = %call.ctx.step_id, attempt, undo);
-                tokio::spawn(
+                self.tasks.spawn(
                     async move {
                         let result = invoker.invoke(call).await.map_err(failure);
                         let _ = tx.send(Event::Finished {
@@ -430,7 +436,7 @@ impl<I: Invoker> Driver<I> {
             Effect::Observe(a) => {
                 let (step, attempt, undo) = (a.step, a.attempt, a.undo);
                 let call = self.call(a);
-                tokio::spawn(async move {
+                self.tasks.spawn(async move {
                     // Without a manifest we cannot know the action is safe to repeat.
                     let effect = match invoker.manifest(&call.plugin, &call.version).await {
                         Ok(m) => m
@@ -456,7 +462,7 @@ impl<I: Invoker> Driver<I> {
             }
             Effect::Wake { step, at } => {
                 let wait = (at - self.exec.now()).max(0) as u64;
-                tokio::spawn(async move {
+                self.tasks.spawn(async move {
                     tokio::time::sleep(Duration::from_millis(wait)).await;
                     let _ = tx.send(Event::Due { step });
                 });

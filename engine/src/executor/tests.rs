@@ -216,7 +216,7 @@ async fn an_approval_left_in_the_inbox_by_another_process_moves_the_run_on() {
     let fake = Arc::new(Fake::default());
     let exec = executor(dir.path(), &fake);
     let p = plan(
-        "  - { id: gate, approval: { prompt: go? } }\n  - { id: after, uses: p/noop, needs: [gate] }\n",
+        "  - { id: gate, approval: { prompt: go?, timeout: 1h } }\n  - { id: after, uses: p/noop, needs: [gate] }\n",
     );
     let run = exec.create(&p, json!({})).await.unwrap();
     let driving = tokio::spawn({
@@ -236,6 +236,8 @@ async fn an_approval_left_in_the_inbox_by_another_process_moves_the_run_on() {
         .unwrap();
     assert_eq!(driving.await.unwrap().unwrap(), RunStatus::Succeeded);
     assert!(exec.store().open_commands(&run).await.unwrap().is_empty());
+    // The approval's 1-hour timeout timer ended with the run instead of lingering.
+    assert_eq!(tokio::runtime::Handle::current().metrics().num_alive_tasks(), 0);
 }
 
 #[tokio::test]

@@ -155,6 +155,21 @@ impl Running {
         self.finish(Duration::from_secs(10))
     }
 
+    /// SIGINT, what Ctrl-C sends; returns once the process has exited.
+    pub fn interrupt(mut self) -> Finished {
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status();
+        assert!(
+            sent.as_ref().is_ok_and(|s| s.success()),
+            "could not send SIGINT to `{}` ({sent:?})\n{}",
+            self.command,
+            self.describe()
+        );
+        self.finish(Duration::from_secs(10))
+    }
+
     /// Waits for the process to exit by itself.
     pub fn wait(mut self, timeout: Duration) -> Finished {
         self.finish(timeout)

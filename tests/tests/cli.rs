@@ -27,6 +27,7 @@ mod exit {
     pub const ROLLED_BACK: i32 = 3;
     pub const CANCELLED: i32 = 4;
     pub const HELD: i32 = 5;
+    pub const INTERRUPTED: i32 = 130;
 }
 
 /// `run PLAN --param k=v...`, with the counter target as the `target` param.

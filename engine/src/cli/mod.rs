@@ -27,6 +27,8 @@ pub mod exit {
     pub const ROLLED_BACK: u8 = 3;
     pub const CANCELLED: u8 = 4;
     pub const HELD: u8 = 5;
+    /// Ctrl-C, as shells report SIGINT.
+    pub const INTERRUPTED: u8 = 130;
 }
 
 #[derive(Parser, Debug)]
@@ -391,10 +393,30 @@ async fn load_plan(
 async fn drive(exec: &Executor<Host>, run: &str) -> Result<u8> {
     let (stop, stopped) = tokio::sync::oneshot::channel();
     let printer = progress::spawn(exec.subscribe(), run.to_owned(), stopped);
-    let status = exec.drive(run).await;
+    let status = tokio::select! {
+        status = exec.drive(run) => Some(status),
+        _ = tokio::signal::ctrl_c() => None,
+    };
     let _ = stop.send(());
     let _ = printer.await;
-    let status = status?;
+    let status = match status {
+        Some(Ok(status)) => status,
+        // Steps may have run: this is not "invalid input", and the run is resumable.
+        Some(Err(e)) => {
+            eprintln!("error: run {run} stopped: {e}");
+            eprintln!(
+                "  what was committed is kept; `medic resume {run}` carries on once the cause is fixed"
+            );
+            return Ok(exit::FAILED);
+        }
+        None => {
+            eprintln!("interrupted: run {run} is left as it is; `medic resume {run}` carries on");
+            eprintln!(
+                "  (attempts in flight are checked with their plugin before anything is re-run)"
+            );
+            return Ok(exit::INTERRUPTED);
+        }
+    };
     let summary = exec.store().load_run(run).await?.summary;
     let reason = summary.reason.map(|r| format!(": {r}")).unwrap_or_default();
     println!("run {run} {}{reason}", status.as_str());

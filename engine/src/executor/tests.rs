@@ -237,7 +237,12 @@ async fn an_approval_left_in_the_inbox_by_another_process_moves_the_run_on() {
     assert_eq!(driving.await.unwrap().unwrap(), RunStatus::Succeeded);
     assert!(exec.store().open_commands(&run).await.unwrap().is_empty());
     // The approval's 1-hour timeout timer ended with the run instead of lingering.
-    assert_eq!(tokio::runtime::Handle::current().metrics().num_alive_tasks(), 0);
+    assert_eq!(
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks(),
+        0
+    );
 }
 
 #[tokio::test]

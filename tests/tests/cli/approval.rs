@@ -116,3 +116,33 @@ fn cancel_from_another_process_rolls_back() {
     assert_eq!(target.value("bumped"), 0, "{}", ctx());
     target.assert_each_key_applied_once();
 }
+
+/// Ctrl-C while waiting: medic says how to carry on, and the run does carry on after
+/// an approval recorded while no process owned it.
+#[test]
+fn interrupted_at_the_gate_then_approved_and_resumed() {
+    let medic = Medic::new();
+    let target = CounterTarget::start();
+    let (running, run) = at_the_gate(&medic, &target);
+    let out = running.interrupt();
+    out.expect_code(exit::INTERRUPTED, || out.to_string());
+    assert!(
+        out.stderr
+            .contains(&format!("`medic resume {run}` carries on")),
+        "the interrupt says how to carry on\n{out}"
+    );
+    assert_eq!(medic.show(&run).status, "running");
+
+    let approved = medic.run(["approve", &run, "approve"]);
+    approved.expect_code(0, || approved.to_string());
+    assert!(
+        approved.stdout.contains("no medic process is running it"),
+        "{approved}"
+    );
+    let out = medic.run(["resume", &run]);
+    let ctx = || context(&medic, &run, &target, &out.to_string());
+    out.expect_code(exit::SUCCEEDED, ctx);
+    assert_eq!(medic.show(&run).status, "succeeded", "{}", ctx());
+    assert_eq!((target.value("bumped"), target.value("after")), (1, 1));
+    target.assert_each_key_applied_once();
+}

@@ -1,7 +1,6 @@
 //! `cli` is the only user of clap and anyhow: the `medic` commands, run in-process
 //! on the embedded SQLite database.
 
-mod catalog;
 mod progress;
 
 use std::path::PathBuf;
@@ -9,14 +8,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
-use crate::executor::{Executor, Node, SystemClock};
+use crate::executor::{CommandKind, Executor, Node, SystemClock};
 use crate::plan::{self, Plan};
 use crate::plugin::{Host, HostConfig};
-use crate::run::{RunStatus, StepStatus};
+use crate::run::RunStatus;
 use crate::store::Store;
 
 /// Exit codes: what a script calling medic at 3 a.m. needs to tell apart.
@@ -302,7 +301,7 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             command: RunsCommand::Show { run, json },
         } => {
             let store = env.store()?;
-            let view = show(&store, &run).await?;
+            let view = store.detail(&run).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&view)?);
             } else {
@@ -316,23 +315,19 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             reject,
             comment,
         } => {
-            let kind = if reject { "reject" } else { "approve" };
-            command(
-                &env,
-                &run,
-                Some(&step),
-                kind,
-                comment.as_deref(),
-                &[StepStatus::Approval],
-            )
-            .await
+            let kind = if reject {
+                CommandKind::Reject
+            } else {
+                CommandKind::Approve
+            };
+            command(&env, &run, Some(&step), kind, comment.as_deref()).await
         }
-        Command::Cancel { run } => command(&env, &run, None, "cancel", None, &[]).await,
+        Command::Cancel { run } => command(&env, &run, None, CommandKind::Cancel, None).await,
         Command::Retry { run, step } => {
-            command(&env, &run, Some(&step), "retry", None, &[StepStatus::Held]).await
+            command(&env, &run, Some(&step), CommandKind::Retry, None).await
         }
         Command::Skip { run, step } => {
-            command(&env, &run, Some(&step), "skip", None, &[StepStatus::Held]).await
+            command(&env, &run, Some(&step), CommandKind::Skip, None).await
         }
     }
 }
@@ -367,10 +362,9 @@ async fn load_plan(
         eprintln!("{name}: {} problem(s); nothing was run", d.len());
         exit::INVALID
     };
-    // First without plugins (structure, references), then with the plugins it names.
-    let draft = plan::parse(&name, &text, format, None).map_err(print)?;
-    let catalog = catalog::Loaded::load(host, &draft).await;
-    let plan = plan::parse(&name, &text, format, Some(&catalog)).map_err(print)?;
+    let plan = crate::plugin::check_plan(host, &name, &text, format)
+        .await
+        .map_err(print)?;
     let mut given = Map::new();
     for p in params {
         let Some((k, v)) = p.split_once('=') else {
@@ -439,41 +433,15 @@ async fn command(
     env: &Env,
     run: &str,
     step: Option<&str>,
-    kind: &str,
+    kind: CommandKind,
     comment: Option<&str>,
-    expect: &[StepStatus],
 ) -> Result<u8> {
     let store = env.store()?;
-    let stored = store.load_run(run).await?;
-    if stored.summary.status.is_terminal() {
-        bail!(
-            "run {run} is already {}; nothing to {kind}",
-            stored.summary.status.as_str()
-        );
-    }
-    if let Some(step) = step {
-        let steps = store.steps(run).await?;
-        let Some((_, s)) = steps.iter().find(|(id, _)| id == step) else {
-            let ids: Vec<&str> = steps.iter().map(|(id, _)| id.as_str()).collect();
-            bail!(
-                "run {run} has no step `{step}`; its steps are: {}",
-                ids.join(", ")
-            );
-        };
-        if !expect.contains(&s.status) {
-            let want: Vec<&str> = expect.iter().map(|s| s.as_str()).collect();
-            bail!(
-                "step `{step}` of run {run} is {}, not {}: nothing to {kind}",
-                s.status.as_str(),
-                want.join(" or ")
-            );
-        }
-    }
     let by = std::env::var("USER").unwrap_or_else(|_| "operator".into());
-    let now = SystemClock.now_ms();
-    store
-        .post_command(run, step, kind, &by, comment, now)
+    crate::executor::post_command(&store, run, step, kind, &by, comment, SystemClock.now_ms())
         .await?;
+    let kind = kind.as_str();
+    let stored = store.load_run(run).await?;
     let owner_alive = match &stored.summary.owner {
         Some(o) => crate::executor::node_alive(&env.data_dir, o)?,
         None => false,
@@ -488,37 +456,6 @@ async fn command(
         );
     }
     Ok(exit::SUCCEEDED)
-}
-
-/// The JSON view of a run: summary, steps, attempts and events.
-async fn show(store: &Store, run: &str) -> Result<Value> {
-    let stored = store.load_run(run).await?;
-    let steps = store.steps(run).await?;
-    let attempts = store.attempts(run).await?;
-    let events = store.events(run, 0).await?;
-    let steps: Vec<Value> = steps
-        .into_iter()
-        .map(|(id, s)| {
-            json!({
-                "id": id,
-                "status": s.status.as_str(),
-                "attempt": s.attempt,
-                "undo_attempt": s.undo_attempt,
-                "until": s.until,
-                "output": s.output,
-                "error": s.error,
-                "started_at": s.started_at,
-                "finished_at": s.finished_at,
-            })
-        })
-        .collect();
-    Ok(json!({
-        "run": stored.summary,
-        "params": stored.state.params,
-        "steps": steps,
-        "attempts": attempts,
-        "events": events,
-    }))
 }
 
 impl SystemClock {

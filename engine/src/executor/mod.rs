@@ -62,6 +62,90 @@ pub enum Error {
     Owned { run: String, owner: String },
     #[error(transparent)]
     Node(#[from] NodeError),
+    #[error("run {run} has no step `{step}`; its steps are: {known}")]
+    UnknownStep {
+        run: String,
+        step: String,
+        known: String,
+    },
+    /// The command does not fit the run's state now (e.g. approving a step that is
+    /// not waiting for approval).
+    #[error("{0}")]
+    NotApplicable(String),
+}
+
+/// An operator's command for a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandKind {
+    Approve,
+    Reject,
+    Cancel,
+    Retry,
+    Skip,
+}
+
+impl CommandKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommandKind::Approve => "approve",
+            CommandKind::Reject => "reject",
+            CommandKind::Cancel => "cancel",
+            CommandKind::Retry => "retry",
+            CommandKind::Skip => "skip",
+        }
+    }
+
+    /// The step status the command applies to (`None`: it is about the whole run).
+    fn expects(self) -> Option<run::StepStatus> {
+        match self {
+            CommandKind::Approve | CommandKind::Reject => Some(run::StepStatus::Approval),
+            CommandKind::Retry | CommandKind::Skip => Some(run::StepStatus::Held),
+            CommandKind::Cancel => None,
+        }
+    }
+}
+
+/// Checks that an operator's command fits the run now and leaves it in the run's
+/// inbox, where the process driving the run (or the next resume) applies it.
+pub async fn post_command(
+    store: &Store,
+    run: &str,
+    step: Option<&str>,
+    kind: CommandKind,
+    by: &str,
+    comment: Option<&str>,
+    now: Ms,
+) -> Result<(), Error> {
+    let verb = kind.as_str();
+    let stored = store.load_run(run).await?;
+    if stored.summary.status.is_terminal() {
+        return Err(Error::NotApplicable(format!(
+            "run {run} is already {}; nothing to {verb}",
+            stored.summary.status.as_str()
+        )));
+    }
+    if let (Some(step), Some(want)) = (step, kind.expects()) {
+        let steps = store.steps(run).await?;
+        let Some((_, s)) = steps.iter().find(|(id, _)| id == step) else {
+            let known: Vec<&str> = steps.iter().map(|(id, _)| id.as_str()).collect();
+            return Err(Error::UnknownStep {
+                run: run.into(),
+                step: step.into(),
+                known: known.join(", "),
+            });
+        };
+        if s.status != want {
+            return Err(Error::NotApplicable(format!(
+                "step `{step}` of run {run} is {}, not {}: nothing to {verb}",
+                s.status.as_str(),
+                want.as_str()
+            )));
+        }
+    }
+    store
+        .post_command(run, step, verb, by, comment, now)
+        .await?;
+    Ok(())
 }
 
 /// One committed log entry of a run, for whoever watches (the CLI's progress lines,
@@ -133,9 +217,21 @@ impl<I: Invoker> Executor<I> {
     /// Stores the plan and a new run of it with bound `params`, owned by this
     /// process. Returns the run id; `drive` runs it.
     pub async fn create(&self, plan: &Plan, params: Value) -> Result<String, Error> {
+        Ok(self.submit(plan, params, None).await?.0)
+    }
+
+    /// Like `create`, but a second submission with the same `idempotency_key` gets the
+    /// first one's run back (and `false`) instead of a new run.
+    pub async fn submit(
+        &self,
+        plan: &Plan,
+        params: Value,
+        idempotency_key: Option<&str>,
+    ) -> Result<(String, bool), Error> {
         let id = new_run_id(self.now());
-        let state = RunState::new(id.clone(), params, plan.steps.len());
-        self.inner
+        let state = RunState::new(id, params, plan.steps.len());
+        Ok(self
+            .inner
             .store
             .create_run(NewRun {
                 plan_name: &plan.name,
@@ -144,10 +240,10 @@ impl<I: Invoker> Executor<I> {
                 step_ids: plan.steps.iter().map(|s| s.id.as_str()).collect(),
                 state: &state,
                 owner: Some(self.inner.node.id()),
+                idempotency_key,
                 at: self.now(),
             })
-            .await?;
-        Ok(id)
+            .await?)
     }
 
     /// Takes over an unfinished run whose owner is gone (or that has none).

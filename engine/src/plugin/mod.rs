@@ -15,9 +15,11 @@ use serde_json::Value;
 use crate::plan::EffectClass;
 
 mod bindings;
+mod catalog;
 mod host;
 mod wasi;
 
+pub use catalog::check_plan;
 pub use host::{Host, MEMORY_LIMIT, OUTPUT_LIMIT};
 
 /// Where plugins are found and what every call may use.

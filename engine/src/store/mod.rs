@@ -137,6 +137,9 @@ pub struct NewRun<'a> {
     pub step_ids: Vec<&'a str>,
     pub state: &'a RunState,
     pub owner: Option<&'a str>,
+    /// A client's `Idempotency-Key`: if a run was already created under it, that run
+    /// is returned instead of creating another.
+    pub idempotency_key: Option<&'a str>,
     pub at: Ms,
 }
 
@@ -188,7 +191,9 @@ impl Store {
     }
 
     /// Stores the plan (once per content hash) and creates the run, in one transaction.
-    pub async fn create_run(&self, new: NewRun<'_>) -> Result<()> {
+    /// Returns the id of the run created, or of the run an earlier submission with the
+    /// same idempotency key created (then `false`).
+    pub async fn create_run(&self, new: NewRun<'_>) -> Result<(String, bool)> {
         let plan = (
             new.plan_hash.to_owned(),
             new.plan_name.to_owned(),
@@ -197,9 +202,19 @@ impl Store {
         let state = new.state.clone();
         let ids: Vec<String> = new.step_ids.iter().map(|s| s.to_string()).collect();
         let owner = new.owner.map(str::to_owned);
+        let key = new.idempotency_key.map(str::to_owned);
         let at = new.at;
         self.writer
             .write(move |conn| {
+                if let Some(key) = &key {
+                    let existing: Option<String> = conn
+                        .query_row("SELECT run_id FROM submissions WHERE key = ?1", [key], |r| r.get(0))
+                        .optional()
+                        .map_err(sql("looking up the idempotency key"))?;
+                    if let Some(run) = existing {
+                        return Ok((run, false));
+                    }
+                }
                 conn.execute(
                     "INSERT OR IGNORE INTO plans (hash, name, source, created_at) VALUES (?1, ?2, ?3, ?4)",
                     params![plan.0, plan.1, plan.2, at],
@@ -217,7 +232,14 @@ impl Store {
                 for (i, (id, s)) in ids.iter().zip(&state.steps).enumerate() {
                     write_step(&mut stmt, &state.id, i, id, s)?;
                 }
-                Ok(())
+                if let Some(key) = &key {
+                    conn.execute(
+                        "INSERT INTO submissions (key, run_id, created_at) VALUES (?1, ?2, ?3)",
+                        params![key, state.id, at],
+                    )
+                    .map_err(sql("recording the idempotency key"))?;
+                }
+                Ok((state.id.clone(), true))
             })
             .await
     }
@@ -415,6 +437,38 @@ impl Store {
             .collect()
         })
         .await
+    }
+
+    /// The view of a run that `medic runs show --json` and `GET /v1/runs/{id}` give:
+    /// summary, params, steps, attempts and events.
+    pub async fn detail(&self, run: &str) -> Result<Value> {
+        let stored = self.load_run(run).await?;
+        let steps = self.steps(run).await?;
+        let attempts = self.attempts(run).await?;
+        let events = self.events(run, 0).await?;
+        let steps: Vec<Value> = steps
+            .into_iter()
+            .map(|(id, s)| {
+                serde_json::json!({
+                    "id": id,
+                    "status": s.status.as_str(),
+                    "attempt": s.attempt,
+                    "undo_attempt": s.undo_attempt,
+                    "until": s.until,
+                    "output": s.output,
+                    "error": s.error,
+                    "started_at": s.started_at,
+                    "finished_at": s.finished_at,
+                })
+            })
+            .collect();
+        Ok(serde_json::json!({
+            "run": stored.summary,
+            "params": stored.state.params,
+            "steps": steps,
+            "attempts": attempts,
+            "events": events,
+        }))
     }
 
     /// Leaves a command for the process that owns the run (or the next `resume`).

@@ -84,6 +84,15 @@ CREATE TABLE commands (
 CREATE INDEX open_commands ON commands(run_id) WHERE consumed_at IS NULL;
 ";
 
+/// Run submissions by `Idempotency-Key`: the same key gives back the same run.
+const V2: &str = "
+CREATE TABLE submissions (
+    key TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    created_at INTEGER NOT NULL
+);
+";
+
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), rusqlite_migration::Error> {
-    Migrations::new(vec![M::up(V1)]).to_latest(conn)
+    Migrations::new(vec![M::up(V1), M::up(V2)]).to_latest(conn)
 }

@@ -17,6 +17,7 @@ async fn fixture() -> (tempfile::TempDir, Store, RunState) {
             step_ids: vec!["a", "b"],
             state: &state,
             owner: Some("n1"),
+            idempotency_key: None,
             at: 10,
         })
         .await

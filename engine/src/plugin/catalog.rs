@@ -1,19 +1,20 @@
-//! The installed plugins as plan validation sees them (`plan::Catalog`).
+//! The installed plugins as plan validation sees them (`plan::Catalog`), and the
+//! full check of a plan against them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::plan::{ActionSpec, Catalog, Plan, PluginUse};
-use crate::plugin::{Host, Invoker, Manifest};
+use crate::plan::{self, ActionSpec, Catalog, Diagnostics, Format, Plan, PluginUse};
+use crate::plugin::{Invoker, Manifest};
 
 /// Manifests of the plugins a plan names, loaded up front because validation is
 /// synchronous and pure.
-pub(super) struct Loaded {
+pub(crate) struct Loaded {
     manifests: HashMap<(String, String), Result<Arc<Manifest>, String>>,
 }
 
 impl Loaded {
-    pub(super) async fn load(host: &Host, plan: &Plan) -> Loaded {
+    pub(crate) async fn load(host: &impl Invoker, plan: &Plan) -> Loaded {
         let mut manifests = HashMap::new();
         for u in plan.plugins.values() {
             let key = (u.name.clone(), u.version.clone());
@@ -43,4 +44,18 @@ impl Catalog for Loaded {
             inverse: a.inverse.clone(),
         }))
     }
+}
+
+/// Parses and validates a plan, checking each step's action and params against the
+/// plugins it names: first without plugins (structure, references), then with the
+/// manifests of exactly the plugins the plan uses.
+pub async fn check_plan(
+    host: &impl Invoker,
+    file: &str,
+    text: &str,
+    format: Format,
+) -> Result<Plan, Diagnostics> {
+    let draft = plan::parse(file, text, format, None)?;
+    let catalog = Loaded::load(host, &draft).await;
+    plan::parse(file, text, format, Some(&catalog))
 }

@@ -3,6 +3,7 @@
 //! Data flows one way: `cli -> plan -> executor -> plugin`; `executor` is the only
 //! writer of run state, through `store`. See ARCHITECTURE.md for the codemap.
 
+pub mod api;
 pub mod cli;
 pub mod dag;
 pub mod executor;

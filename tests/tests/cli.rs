@@ -3,6 +3,8 @@
 //! target's log and `medic runs show --json`. One test binary, one module per area.
 
 // A test crate root resolves `mod x;` beside itself; the areas live in `cli/`.
+#[path = "cli/api.rs"]
+mod api;
 #[path = "cli/approval.rs"]
 mod approval;
 #[path = "cli/crash.rs"]

@@ -73,6 +73,12 @@ enum Command {
         #[command(subcommand)]
         command: RunsCommand,
     },
+    /// Serve the REST API; takes over unfinished runs whose medic process died.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:7777", env = "MEDIC_LISTEN")]
+        listen: std::net::SocketAddr,
+    },
     /// Carry on with unfinished runs whose medic process died (all, or RUN).
     Resume { run: Option<String> },
     /// Approve (or reject) an approval step that is waiting.
@@ -222,6 +228,25 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             );
             drive(&exec, &run).await
         }
+        Command::Serve { listen } => {
+            let exec = env.executor()?;
+            let state = crate::api::AppState::new(exec);
+            let resumed = state.resume_orphans().await?;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("listening on {listen}"))?;
+            println!(
+                "medic serving on http://{} ({resumed} unfinished run(s) resumed)",
+                listener.local_addr()?
+            );
+            axum::serve(listener, crate::api::router(state))
+                .with_graceful_shutdown(shutdown())
+                .await
+                .context("serving the API")?;
+            // Runs in flight stay as the store has them; the next start resumes them.
+            println!("medic stopped; unfinished runs resume at the next start");
+            Ok(exit::SUCCEEDED)
+        }
         Command::Resume { run } => {
             let exec = env.executor()?;
             let one = run.is_some();
@@ -329,6 +354,22 @@ async fn dispatch(cli: Cli) -> Result<u8> {
         Command::Skip { run, step } => {
             command(&env, &run, Some(&step), CommandKind::Skip, None).await
         }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
     }
 }
 

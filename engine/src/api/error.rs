@@ -1,0 +1,121 @@
+//! `ApiError`: every failure of the API as RFC 9457 problem details. Bad input is a
+//! 4xx and not logged as an error; internal errors are logged once, here.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::executor;
+use crate::plan::Diagnostics;
+use crate::store;
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    title: &'static str,
+    detail: String,
+    /// Validation errors with their field paths and positions.
+    errors: Option<Vec<Value>>,
+}
+
+impl ApiError {
+    pub fn bad_request(detail: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            title: "Bad request",
+            detail: detail.into(),
+            errors: None,
+        }
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            title: "Not found",
+            detail: detail.into(),
+            errors: None,
+        }
+    }
+
+    /// 422 with every diagnostic, each with its field path and line/column.
+    pub fn invalid(detail: &str, diagnostics: &Diagnostics) -> ApiError {
+        let errors = diagnostics
+            .iter()
+            .map(|d| json!({ "path": d.path, "line": d.line, "column": d.column, "message": d.message }))
+            .collect();
+        ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            title: "Invalid plan or params",
+            detail: detail.into(),
+            errors: Some(errors),
+        }
+    }
+
+    fn internal(detail: String) -> ApiError {
+        tracing::error!(error = %detail, "internal error serving a request");
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            title: "Internal error",
+            detail,
+            errors: None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({
+            "type": "about:blank",
+            "title": self.title,
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+        });
+        if let Some(errors) = self.errors {
+            body["errors"] = Value::Array(errors);
+        }
+        let mut resp = (self.status, Json(body)).into_response();
+        resp.headers_mut().insert(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/problem+json"),
+        );
+        resp
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(e: JsonRejection) -> ApiError {
+        ApiError {
+            status: e.status(),
+            title: "Bad request body",
+            detail: e.body_text(),
+            errors: None,
+        }
+    }
+}
+
+impl From<store::Error> for ApiError {
+    fn from(e: store::Error) -> ApiError {
+        match e {
+            store::Error::RunNotFound(_) => ApiError::not_found(e.to_string()),
+            e => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<executor::Error> for ApiError {
+    fn from(e: executor::Error) -> ApiError {
+        match e {
+            executor::Error::Store(e) => e.into(),
+            executor::Error::UnknownStep { .. } => ApiError::not_found(e.to_string()),
+            executor::Error::NotApplicable(_) | executor::Error::Owned { .. } => ApiError {
+                status: StatusCode::CONFLICT,
+                title: "Not applicable now",
+                detail: e.to_string(),
+                errors: None,
+            },
+            e => ApiError::internal(e.to_string()),
+        }
+    }
+}

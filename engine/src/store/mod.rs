@@ -313,16 +313,17 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<RunSummary>> {
         self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(&format!(
+            let rows = all(
+                conn,
+                "listing runs",
+                &format!(
                     "SELECT {RUN_COLUMNS} FROM runs r WHERE (?1 IS NULL OR r.status = ?1)
                      ORDER BY r.created_at DESC, r.id DESC LIMIT ?2"
-                ))
-                .map_err(sql("listing runs"))?;
-            let rows = stmt
-                .query_map(params![status.map(|s| s.as_str()), limit as i64], summary)
-                .map_err(sql("listing runs"))?;
-            rows.map(|r| r.map_err(sql("listing runs"))?).collect()
+                ),
+                params![status.map(|s| s.as_str()), limit as i64],
+                summary,
+            )?;
+            rows.into_iter().collect()
         })
         .await
     }
@@ -330,18 +331,18 @@ impl Store {
     /// Runs that are not terminal, with their owner.
     pub async fn unfinished_runs(&self) -> Result<Vec<RunSummary>> {
         self.read(|conn| {
-            let mut stmt = conn
-                .prepare_cached(&format!(
+            let rows = all(
+                conn,
+                "listing unfinished runs",
+                &format!(
                     "SELECT {RUN_COLUMNS} FROM runs r
                      WHERE r.status NOT IN ('succeeded', 'failed', 'rolled_back', 'cancelled')
                      ORDER BY r.created_at"
-                ))
-                .map_err(sql("listing unfinished runs"))?;
-            let rows = stmt
-                .query_map([], summary)
-                .map_err(sql("listing unfinished runs"))?;
-            rows.map(|r| r.map_err(sql("listing unfinished runs"))?)
-                .collect()
+                ),
+                [],
+                summary,
+            )?;
+            rows.into_iter().collect()
         })
         .await
     }
@@ -371,23 +372,32 @@ impl Store {
     pub async fn events(&self, run: &str, after: i64) -> Result<Vec<EventRow>> {
         let run = run.to_owned();
         self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT seq, at, kind, step_id, data FROM events WHERE run_id = ?1 AND seq > ?2 ORDER BY seq",
-                )
-                .map_err(sql("reading events"))?;
-            let rows = stmt
-                .query_map(params![run, after], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get::<_, String>(4)?))
+            let query = "SELECT seq, at, kind, step_id, data FROM events
+                         WHERE run_id = ?1 AND seq > ?2 ORDER BY seq";
+            let rows = all(conn, "reading events", query, params![run, after], |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get::<_, String>(4)?,
+                ))
+            })?;
+            rows.into_iter()
+                .map(|(seq, at, kind, step, data)| {
+                    let data = serde_json::from_str(&data).map_err(|e| Error::Corrupt {
+                        what: "event data",
+                        detail: e.to_string(),
+                    })?;
+                    Ok(EventRow {
+                        seq,
+                        at,
+                        kind,
+                        step,
+                        data,
+                    })
                 })
-                .map_err(sql("reading events"))?;
-            rows.map(|r| {
-                let (seq, at, kind, step, data) = r.map_err(sql("reading events"))?;
-                let data = serde_json::from_str(&data)
-                    .map_err(|e| Error::Corrupt { what: "event data", detail: e.to_string() })?;
-                Ok(EventRow { seq, at, kind, step, data })
-            })
-            .collect()
+                .collect()
         })
         .await
     }
@@ -396,45 +406,55 @@ impl Store {
     pub async fn attempts(&self, run: &str) -> Result<Vec<AttemptRow>> {
         let run = run.to_owned();
         self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT step_id, attempt, undo, key, params, status, output, error, started_at, finished_at
-                     FROM attempts WHERE run_id = ?1 ORDER BY started_at, rowid",
+            let query = "SELECT step_id, attempt, undo, key, params, status, output, error,
+                         started_at, finished_at
+                     FROM attempts WHERE run_id = ?1 ORDER BY started_at, rowid";
+            let rows = all(conn, "reading attempts", query, [&run], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, u32>(1)?,
+                    row.get::<_, bool>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, String>(4)?,
+                    row.get::<_, String>(5)?,
+                    row.get::<_, Option<String>>(6)?,
+                    row.get::<_, Option<String>>(7)?,
+                    row.get::<_, Ms>(8)?,
+                    row.get::<_, Option<Ms>>(9)?,
+                ))
+            })?;
+            rows.into_iter()
+                .map(
+                    |(
+                        step,
+                        attempt,
+                        undo,
+                        key,
+                        params,
+                        status,
+                        output,
+                        error,
+                        started_at,
+                        finished_at,
+                    )| {
+                        Ok(AttemptRow {
+                            step,
+                            attempt,
+                            undo,
+                            key,
+                            params: json(&params, "attempt params")?,
+                            status,
+                            output: output
+                                .as_deref()
+                                .map(|o| json(o, "attempt output"))
+                                .transpose()?,
+                            error,
+                            started_at,
+                            finished_at,
+                        })
+                    },
                 )
-                .map_err(sql("reading attempts"))?;
-            let rows = stmt
-                .query_map([&run], |row| {
-                    Ok((
-                        row.get::<_, String>(0)?,
-                        row.get::<_, u32>(1)?,
-                        row.get::<_, bool>(2)?,
-                        row.get::<_, String>(3)?,
-                        row.get::<_, String>(4)?,
-                        row.get::<_, String>(5)?,
-                        row.get::<_, Option<String>>(6)?,
-                        row.get::<_, Option<String>>(7)?,
-                        row.get::<_, Ms>(8)?,
-                        row.get::<_, Option<Ms>>(9)?,
-                    ))
-                })
-                .map_err(sql("reading attempts"))?;
-            rows.map(|r| {
-                let (step, attempt, undo, key, params, status, output, error, started_at, finished_at) =
-                    r.map_err(sql("reading attempts"))?;
-                Ok(AttemptRow {
-                    step,
-                    attempt,
-                    undo,
-                    key,
-                    params: json(&params, "attempt params")?,
-                    status,
-                    output: output.as_deref().map(|o| json(o, "attempt output")).transpose()?,
-                    error,
-                    started_at,
-                    finished_at,
-                })
-            })
-            .collect()
+                .collect()
         })
         .await
     }
@@ -504,14 +524,13 @@ impl Store {
     pub async fn open_commands(&self, run: &str) -> Result<Vec<Command>> {
         let run = run.to_owned();
         self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT id, run_id, step_id, kind, by, comment FROM commands
+            let rows = all(
+                conn,
+                "reading commands",
+                "SELECT id, run_id, step_id, kind, by, comment FROM commands
                      WHERE run_id = ?1 AND consumed_at IS NULL ORDER BY id",
-                )
-                .map_err(sql("reading commands"))?;
-            let rows = stmt
-                .query_map([&run], |row| {
+                [&run],
+                |row| {
                     Ok(Command {
                         id: row.get(0)?,
                         run_id: row.get(1)?,
@@ -520,9 +539,9 @@ impl Store {
                         by: row.get(4)?,
                         comment: row.get(5)?,
                     })
-                })
-                .map_err(sql("reading commands"))?;
-            rows.map(|r| r.map_err(sql("reading commands"))).collect()
+                },
+            )?;
+            Ok(rows)
         })
         .await
     }
@@ -570,6 +589,20 @@ fn summary(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<RunSummary>> {
             detail: status,
         }),
     })
+}
+
+/// Every row of a query, mapped; the one place reads prepare, query and collect.
+fn all<T>(
+    conn: &Connection,
+    context: &'static str,
+    query: &str,
+    params: impl rusqlite::Params,
+    map: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>> {
+    let mut stmt = conn.prepare_cached(query).map_err(sql(context))?;
+    let rows = stmt.query_map(params, map).map_err(sql(context))?;
+    rows.collect::<rusqlite::Result<Vec<T>>>()
+        .map_err(sql(context))
 }
 
 fn json(text: &str, what: &'static str) -> Result<Value> {
@@ -629,52 +662,27 @@ fn write_step(
 }
 
 fn read_steps(conn: &Connection, run: &str) -> Result<Vec<(String, StepState)>> {
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT step_id, status, attempt, undo_attempt, until_ms, output, error, held_undo, started_at, finished_at
-             FROM steps WHERE run_id = ?1 ORDER BY idx",
-        )
-        .map_err(sql("reading steps"))?;
-    let rows = stmt
-        .query_map([run], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, u32>(2)?,
-                row.get::<_, u32>(3)?,
-                row.get::<_, Option<Ms>>(4)?,
-                row.get::<_, Option<String>>(5)?,
-                row.get::<_, Option<String>>(6)?,
-                row.get::<_, bool>(7)?,
-                row.get::<_, Option<Ms>>(8)?,
-                row.get::<_, Option<Ms>>(9)?,
-            ))
-        })
-        .map_err(sql("reading steps"))?;
-    rows.map(|r| {
-        let (
-            id,
-            status,
-            attempt,
-            undo_attempt,
-            until,
-            output,
-            error,
-            held_undo,
-            started_at,
-            finished_at,
-        ) = r.map_err(sql("reading steps"))?;
-        let status = StepStatus::parse(&status).ok_or(Error::Corrupt {
-            what: "step status",
-            detail: status,
-        })?;
-        let output = output
-            .as_deref()
-            .map(|o| json(o, "step output"))
-            .transpose()?;
+    let query = "SELECT step_id, status, attempt, undo_attempt, until_ms, output, error, held_undo,
+                 started_at, finished_at
+             FROM steps WHERE run_id = ?1 ORDER BY idx";
+    let rows = all(conn, "reading steps", query, [run], |row| {
         Ok((
-            id,
-            StepState {
+            row.get::<_, String>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, u32>(2)?,
+            row.get::<_, u32>(3)?,
+            row.get::<_, Option<Ms>>(4)?,
+            row.get::<_, Option<String>>(5)?,
+            row.get::<_, Option<String>>(6)?,
+            row.get::<_, bool>(7)?,
+            row.get::<_, Option<Ms>>(8)?,
+            row.get::<_, Option<Ms>>(9)?,
+        ))
+    })?;
+    rows.into_iter()
+        .map(
+            |(
+                id,
                 status,
                 attempt,
                 undo_attempt,
@@ -684,10 +692,32 @@ fn read_steps(conn: &Connection, run: &str) -> Result<Vec<(String, StepState)>> 
                 held_undo,
                 started_at,
                 finished_at,
+            )| {
+                let status = StepStatus::parse(&status).ok_or(Error::Corrupt {
+                    what: "step status",
+                    detail: status,
+                })?;
+                let output = output
+                    .as_deref()
+                    .map(|o| json(o, "step output"))
+                    .transpose()?;
+                Ok((
+                    id,
+                    StepState {
+                        status,
+                        attempt,
+                        undo_attempt,
+                        until,
+                        output,
+                        error,
+                        held_undo,
+                        started_at,
+                        finished_at,
+                    },
+                ))
             },
-        ))
-    })
-    .collect()
+        )
+        .collect()
 }
 
 /// Writes one batch: run row, step rows, events, attempt rows derived from the

@@ -131,28 +131,38 @@ async fn every_attempt_is_durably_started_before_its_plugin_is_called() {
     assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
 }
 
-#[tokio::test]
-async fn after_a_crash_mid_call_the_attempt_is_observed_not_repeated() {
+/// Starts a run of FAN whose call to `step` never returns, and once that call is in
+/// flight drops the driver and the executor, as a crash of medic would.
+async fn crash_mid_call(step: &str) -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     let fake = Arc::new(Fake::default());
-    fake.hang.lock().unwrap().push("b".into());
+    fake.hang.lock().unwrap().push(step.into());
     let exec = executor(dir.path(), &fake);
     let run = exec.create(&plan(FAN), json!({})).await.unwrap();
     let driving = tokio::spawn({
-        let exec = exec.clone();
-        let run = run.clone();
+        let (exec, run) = (exec.clone(), run.clone());
         async move { exec.drive(&run).await }
     });
-    // Wait until b's call is in flight, then drop everything as a crash would.
-    for _ in 0..500 {
-        if fake.calls.lock().unwrap().iter().any(|c| c.0 == "b") {
+    for _ in 0..2000 {
+        if fake.calls.lock().unwrap().iter().any(|c| c.0 == step) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    assert!(
+        fake.calls.lock().unwrap().iter().any(|c| c.0 == step),
+        "{step} was never called"
+    );
     driving.abort();
+    // Wait for the abort so the dead "process" no longer holds its node lock.
     let _ = driving.await;
     drop(exec);
+    (dir, run)
+}
+
+#[tokio::test]
+async fn after_a_crash_mid_call_the_attempt_is_observed_not_repeated() {
+    let (dir, run) = crash_mid_call("b").await;
 
     // The effect landed before the crash: observe says so, and b is not called again.
     let fake2 = Arc::new(Fake::default());
@@ -161,8 +171,7 @@ async fn after_a_crash_mid_call_the_attempt_is_observed_not_repeated() {
         .lock()
         .unwrap()
         .insert("b".into(), Observation::Done(json!({"v": 1})));
-    let dir2 = dir.path();
-    let exec2 = executor(dir2, &fake2);
+    let exec2 = executor(dir.path(), &fake2);
     exec2.claim(&run).await.unwrap();
     assert_eq!(exec2.drive(&run).await.unwrap(), RunStatus::Succeeded);
     let again: Vec<String> = fake2
@@ -179,21 +188,7 @@ async fn after_a_crash_mid_call_the_attempt_is_observed_not_repeated() {
 
 #[tokio::test]
 async fn a_mutating_attempt_whose_effect_is_missing_is_held_then_retried_on_command() {
-    let dir = tempfile::tempdir().unwrap();
-    let fake = Arc::new(Fake::default());
-    fake.hang.lock().unwrap().push("b".into());
-    let exec = executor(dir.path(), &fake);
-    let run = exec.create(&plan(FAN), json!({})).await.unwrap();
-    let driving = tokio::spawn({
-        let (exec, run) = (exec.clone(), run.clone());
-        async move { exec.drive(&run).await }
-    });
-    while !fake.calls.lock().unwrap().iter().any(|c| c.0 == "b") {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    driving.abort();
-    let _ = driving.await;
-    drop(exec);
+    let (dir, run) = crash_mid_call("b").await;
 
     let fake2 = Arc::new(Fake::default());
     let exec2 = executor(dir.path(), &fake2);

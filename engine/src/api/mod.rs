@@ -197,14 +197,12 @@ async fn list<I: Invoker>(
     State(s): State<Arc<AppState<I>>>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let status = match q.status.as_deref() {
-        Some(v) => Some(RunStatus::parse(v).ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "unknown status `{v}`: expected one of running, rolling_back, held, succeeded, failed, rolled_back, cancelled"
-            ))
-        })?),
-        None => None,
-    };
+    let status = q
+        .status
+        .as_deref()
+        .map(RunStatus::parse_input)
+        .transpose()
+        .map_err(ApiError::bad_request)?;
     let runs = s
         .exec
         .store()

@@ -299,7 +299,7 @@ async fn dispatch(cli: Cli) -> Result<u8> {
         } => {
             let store = env.store()?;
             let status = status
-                .map(|s| RunStatus::parse(&s).with_context(|| format!("unknown status `{s}`: expected one of running, rolling_back, held, succeeded, failed, rolled_back, cancelled")))
+                .map(|s| RunStatus::parse_input(&s).map_err(anyhow::Error::msg))
                 .transpose()?;
             let runs = store.list_runs(status, limit).await?;
             if json {

@@ -44,16 +44,26 @@ impl RunStatus {
         }
     }
 
+    /// Every status, in lifecycle order.
+    pub const ALL: [RunStatus; 7] = [
+        RunStatus::Running,
+        RunStatus::RollingBack,
+        RunStatus::Held,
+        RunStatus::Succeeded,
+        RunStatus::Failed,
+        RunStatus::RolledBack,
+        RunStatus::Cancelled,
+    ];
+
     pub fn parse(s: &str) -> Option<RunStatus> {
-        Some(match s {
-            "running" => RunStatus::Running,
-            "rolling_back" => RunStatus::RollingBack,
-            "held" => RunStatus::Held,
-            "succeeded" => RunStatus::Succeeded,
-            "failed" => RunStatus::Failed,
-            "rolled_back" => RunStatus::RolledBack,
-            "cancelled" => RunStatus::Cancelled,
-            _ => return None,
+        RunStatus::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// Like `parse`, with a message naming the valid statuses (for CLI and API input).
+    pub fn parse_input(s: &str) -> Result<RunStatus, String> {
+        RunStatus::parse(s).ok_or_else(|| {
+            let names: Vec<&str> = RunStatus::ALL.iter().map(|st| st.as_str()).collect();
+            format!("unknown status `{s}`: expected one of {}", names.join(", "))
         })
     }
 }
@@ -115,22 +125,24 @@ impl StepStatus {
         }
     }
 
+    /// Every status.
+    pub const ALL: [StepStatus; 12] = [
+        StepStatus::Pending,
+        StepStatus::Running,
+        StepStatus::Backoff,
+        StepStatus::Approval,
+        StepStatus::Succeeded,
+        StepStatus::Failed,
+        StepStatus::Skipped,
+        StepStatus::NotRun,
+        StepStatus::Held,
+        StepStatus::Undoing,
+        StepStatus::UndoBackoff,
+        StepStatus::Undone,
+    ];
+
     pub fn parse(s: &str) -> Option<StepStatus> {
-        Some(match s {
-            "pending" => StepStatus::Pending,
-            "running" => StepStatus::Running,
-            "backoff" => StepStatus::Backoff,
-            "approval" => StepStatus::Approval,
-            "succeeded" => StepStatus::Succeeded,
-            "failed" => StepStatus::Failed,
-            "skipped" => StepStatus::Skipped,
-            "not_run" => StepStatus::NotRun,
-            "held" => StepStatus::Held,
-            "undoing" => StepStatus::Undoing,
-            "undo_backoff" => StepStatus::UndoBackoff,
-            "undone" => StepStatus::Undone,
-            _ => return None,
-        })
+        StepStatus::ALL.into_iter().find(|st| st.as_str() == s)
     }
 
     /// An attempt (of the action or its undo) is in flight.

@@ -472,3 +472,17 @@ fn scope_values_are_json() {
     );
     assert_eq!(s.state.scope()["run"]["id"], Value::String("r1".into()));
 }
+
+#[test]
+fn statuses_round_trip_through_their_names() {
+    for st in RunStatus::ALL {
+        assert_eq!(RunStatus::parse(st.as_str()), Some(st));
+    }
+    for st in StepStatus::ALL {
+        assert_eq!(StepStatus::parse(st.as_str()), Some(st));
+    }
+    assert_eq!(
+        RunStatus::parse_input("done"),
+        Err("unknown status `done`: expected one of running, rolling_back, held, succeeded, failed, rolled_back, cancelled".into())
+    );
+}

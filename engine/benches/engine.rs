@@ -24,7 +24,10 @@ fn main() {
 }
 
 async fn bench() {
-    let dist = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist");
+    // Cargo runs benches in the package root (`engine/`).
+    let dist = std::env::current_dir()
+        .expect("current dir")
+        .join("../plugins/dist");
     assert!(
         dist.join("probe.wasm").exists(),
         "{}/probe.wasm is missing: run `make plugins` first",

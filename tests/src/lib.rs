@@ -17,9 +17,12 @@ pub use wait::poll_until;
 
 use std::path::PathBuf;
 
-/// The repository root (the tests crate lives in `<repo>/tests`).
+/// The repository root (the tests crate lives in `<repo>/tests`). Cargo runs tests in
+/// the package root; resolved at run time, not with `env!("CARGO_MANIFEST_DIR")`,
+/// because a test binary reused from another checkout would carry that path.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::current_dir()
+        .expect("current dir")
         .parent()
         .expect("the tests crate has a parent directory")
         .to_path_buf()

@@ -13,8 +13,13 @@ use sha2::{Digest, Sha256};
 
 use super::*;
 
+/// Cargo runs tests in the package root (`engine/`). Resolved at run time, not with
+/// `env!("CARGO_MANIFEST_DIR")`: a test binary reused from another checkout would
+/// carry that checkout's path.
 fn dist_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist")
+    std::env::current_dir()
+        .expect("current dir")
+        .join("../plugins/dist")
 }
 
 /// One host for the whole test binary, so probe.wasm compiles once.

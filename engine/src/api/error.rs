@@ -5,11 +5,37 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use crate::executor;
 use crate::plan::Diagnostics;
 use crate::store;
+
+/// RFC 9457 problem details: the body of every error response (documentation only;
+/// [`ApiError`] writes it).
+#[derive(Serialize, ToSchema)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    /// What went wrong and what to do.
+    pub detail: String,
+    /// Validation errors, each with its field path and position in the plan.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<FieldError>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct FieldError {
+    /// JSON pointer of the field, e.g. `/steps/2/with/ms`.
+    pub path: String,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub message: String,
+}
 
 #[derive(Debug)]
 pub struct ApiError {

@@ -65,6 +65,16 @@ impl ApiError {
         }
     }
 
+    /// The router has no such path (as opposed to no such run or step).
+    pub fn no_route(path: &str) -> ApiError {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            title: "No such route",
+            detail: format!("medic has no route {path}: see /openapi.json for the API"),
+            errors: None,
+        }
+    }
+
     /// 422 with every diagnostic, each with its field path and line/column.
     pub fn invalid(detail: &str, diagnostics: &Diagnostics) -> ApiError {
         let errors = diagnostics

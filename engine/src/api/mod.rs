@@ -125,10 +125,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 async fn no_route(uri: axum::http::Uri) -> ApiError {
-    ApiError::not_found(format!(
-        "no route {}: see /openapi.json for the API",
-        uri.path()
-    ))
+    ApiError::no_route(uri.path())
 }
 
 /// Liveness: the process answers.

@@ -32,7 +32,8 @@ pub(super) struct Submitted {
 /// back the same run instead of a second one.
 #[utoipa::path(post, path = "/v1/runs", tag = "runs",
     request_body = PlanBody,
-    params(("Idempotency-Key" = Option<String>, Header,
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255,
+        pattern = "^[!-~]([ -~]*[!-~])?$",
         description = "1 to 255 visible ASCII characters; the same key returns the same run")),
     responses(
         (status = 201, description = "the run was created and is running", body = Submitted,
@@ -83,11 +84,20 @@ pub(super) async fn submit(
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(super) struct ListQuery {
-    /// Only runs in this state (pending, running, held, succeeded, failed, ...).
+    /// Only runs in this state.
+    #[param(schema_with = run_status_schema)]
     status: Option<String>,
     /// At most this many runs, newest first (default 50, at most 1000).
     #[param(minimum = 0)]
     limit: Option<usize>,
+}
+
+/// A run's status, one of [`RunStatus::ALL`].
+fn run_status_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(RunStatus::ALL.iter().map(|s| s.as_str())))
+        .build()
 }
 
 /// Runs, newest first.
@@ -145,12 +155,14 @@ pub(super) struct CommandBody {
 }
 
 impl CommandBody {
-    /// An empty body is no comment; anything else must be the JSON object.
+    /// An empty body (or `null`) is no comment; anything else must be the JSON object.
     fn parse(body: &[u8]) -> Result<CommandBody, ApiError> {
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(CommandBody::default());
         }
-        serde_json::from_slice(body).map_err(|e| {
+        serde_json::from_slice::<Option<CommandBody>>(body)
+            .map(Option::unwrap_or_default)
+            .map_err(|e| {
             ApiError::bad_request(format!(
                 "the body must be empty or a JSON object like {{\"comment\": \"...\"}}: {e}"
             ))
@@ -246,7 +258,7 @@ async fn command(
 #[utoipa::path(get, path = "/v1/runs/{id}/events", tag = "runs",
     params(
         ("id" = String, Path, description = "the run's id"),
-        ("Last-Event-ID" = Option<i64>, Header, description = "resume after this event"),
+        ("Last-Event-ID" = Option<i64>, Header, nullable = false, description = "resume after this event"),
     ),
     responses(
         (status = 200, description = "the event stream", body = String, content_type = "text/event-stream"),
@@ -289,10 +301,14 @@ pub(super) async fn events(
                     return None;
                 }
                 // Read committed rows from the store: the broadcast only says when to look.
+                // The status is read before the events: a run that had stopped by then
+                // has all its events in the read that follows, so none is cut off.
+                let run = s.exec.store().load_run(&id).await.ok()?;
+                let stopped =
+                    run.summary.status.is_terminal() || run.summary.status == RunStatus::Held;
                 let rows = s.exec.store().events(&id, after).await.ok()?;
                 if rows.is_empty() {
-                    let run = s.exec.store().load_run(&id).await.ok()?;
-                    if run.summary.status.is_terminal() || run.summary.status == RunStatus::Held {
+                    if stopped {
                         done = true;
                         continue;
                     }

@@ -17,6 +17,8 @@ pub struct Server {
 
 impl Server {
     /// Starts `medic serve` on the test's data dir and waits for its address.
+    // When `medic serve` requires tokens by default (issue 4, auth), tests that are
+    // not about auth start it with `--no-auth` here.
     pub fn start(medic: &Medic) -> Server {
         Server::start_at(medic, "127.0.0.1:0")
     }

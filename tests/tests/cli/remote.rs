@@ -653,6 +653,7 @@ fn a_follower_survives_a_server_restart_and_retry_and_skip_resolve_held_steps() 
     let done = following.wait(Duration::from_secs(60));
     done.expect_code(exit::HELD, || server.describe(&retried));
     assert!(done.stderr.contains("reconnecting to follow run"), "{done}");
+    assert_each_event_printed_once(&server, &retried, &done);
     assert!(
         done.stdout
             .contains(&format!("run {retried} held: `bump-a` "))

@@ -6,12 +6,18 @@
 mod counter;
 mod medic;
 mod process;
+mod proxy;
+mod server;
+mod stub;
 mod view;
 mod wait;
 
 pub use counter::{Applied, CounterTarget};
 pub use medic::{Finished, Medic, exit_code};
 pub use process::Running;
+pub use proxy::{Fault, Proxy};
+pub use server::Server;
+pub use stub::Stub;
 pub use view::{AttemptView, RunView, StepView};
 pub use wait::poll_until;
 

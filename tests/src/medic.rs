@@ -120,6 +120,8 @@ impl Medic {
         cmd.current_dir(self.dir())
             .env_remove("MEDIC_DATA_DIR")
             .env_remove("MEDIC_PLUGIN_DIR")
+            .env_remove("MEDIC_SERVER")
+            .env_remove("MEDIC_TOKEN")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -160,6 +162,62 @@ impl Medic {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start `{command}`: {e}"));
         Running::new(child, command)
+    }
+
+    /// Where `medic --server` clients of this test keep their (unused) data dir.
+    pub fn client_dir(&self) -> PathBuf {
+        self.dir().join("client")
+    }
+
+    /// `medic --server SERVER ARGS...` as an operator on another machine runs it: a
+    /// data dir of its own and no plugins, so nothing it prints can come from the
+    /// server's database or plugins.
+    pub fn remote_command<I, S>(&self, server: &str, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = self.bare_command();
+        cmd.arg("--data-dir")
+            .arg(self.client_dir())
+            .arg("--server")
+            .arg(server)
+            .args(args);
+        cmd
+    }
+
+    /// Runs `medic --server SERVER ARGS...` to completion and checks it never opened
+    /// a database of its own.
+    pub fn remote<I, S>(&self, server: &str, args: I) -> Finished
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let out = self
+            .spawn_command(self.remote_command(server, args))
+            .wait(Duration::from_secs(60));
+        self.assert_client_has_no_database(&out);
+        out
+    }
+
+    /// Starts `medic --server SERVER ARGS...` in the background.
+    pub fn spawn_remote<I, S>(&self, server: &str, args: I) -> Running
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.spawn_command(self.remote_command(server, args))
+    }
+
+    /// A `--server` client that created a database answered from it, not the server.
+    pub fn assert_client_has_no_database(&self, out: &Finished) {
+        let db = self.client_dir().join("medic.db");
+        assert!(
+            !db.exists(),
+            "`{}` created {}: it must talk to the server only\n{out}",
+            out.command,
+            db.display()
+        );
     }
 
     /// `medic runs show RUN --json`, parsed.

@@ -1,14 +1,16 @@
 //! `cli` is the only user of clap and anyhow: the `medic` commands, run in-process
-//! on the embedded SQLite database.
+//! on the embedded SQLite database, or with `--server URL` over the REST API of a
+//! running `medic serve` (`remote`).
 
 mod progress;
+mod remote;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use serde_json::{Map, Value};
 
@@ -49,6 +51,19 @@ struct Cli {
         value_delimiter = ':'
     )]
     plugin_dirs: Vec<PathBuf>,
+    /// Talk to a running `medic serve` at URL (e.g. http://127.0.0.1:7777) over its
+    /// REST API instead of using the local database.
+    #[arg(long, global = true, env = "MEDIC_SERVER", value_name = "URL")]
+    server: Option<String>,
+    /// Bearer token sent to the server with --server.
+    #[arg(
+        long,
+        global = true,
+        env = "MEDIC_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -62,16 +77,30 @@ enum Command {
         #[arg(long = "param", short = 'p')]
         params: Vec<String>,
     },
-    /// Run a plan to the end in this process, printing each step as it goes.
+    /// Run a plan to the end, printing each step as it goes: in this process, or
+    /// with --server on the server (following its event stream).
     Run {
-        file: PathBuf,
+        /// The plan file (or --plan NAME with --server).
+        #[arg(required_unless_present = "plan", conflicts_with = "plan")]
+        file: Option<PathBuf>,
+        /// With --server: run a registered plan, its latest version or NAME@VERSION.
+        #[arg(long, value_name = "NAME[@VERSION]")]
+        plan: Option<String>,
         #[arg(long = "param", short = 'p')]
         params: Vec<String>,
+        /// With --server: print the run id and return; the run goes on at the server.
+        #[arg(long)]
+        detach: bool,
     },
     /// List or show runs.
     Runs {
         #[command(subcommand)]
         command: RunsCommand,
+    },
+    /// Plans registered on a medic server (with --server): register, list, show.
+    Plans {
+        #[command(subcommand)]
+        command: PlansCommand,
     },
     /// Serve the REST API; takes over unfinished runs whose medic process died.
     Serve {
@@ -115,6 +144,25 @@ enum RunsCommand {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum PlansCommand {
+    /// Register a plan file as the next version of its name (the same content as the
+    /// latest version registers nothing new).
+    Register { file: PathBuf },
+    /// List registered plans.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// NAME: its versions; NAME@VERSION (or NAME@latest): that version's source.
+    Show {
+        #[arg(value_name = "NAME[@VERSION]")]
+        plan: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 /// Entry point of the `medic` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -135,6 +183,12 @@ pub fn main() -> ExitCode {
             return ExitCode::from(exit::FAILED);
         }
     };
+    if let Some(server) = cli.server.clone().filter(|s| !s.is_empty()) {
+        let code = rt.block_on(remote::main(server, cli.token, cli.command));
+        // A blocking HTTP read left behind by Ctrl-C must not keep the process alive.
+        rt.shutdown_background();
+        return ExitCode::from(code);
+    }
     match rt.block_on(dispatch(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -213,7 +267,20 @@ async fn dispatch(cli: Cli) -> Result<u8> {
                 Err(code) => Ok(code),
             }
         }
-        Command::Run { file, params } => {
+        Command::Run {
+            file,
+            plan,
+            params,
+            detach,
+        } => {
+            if plan.is_some() || detach {
+                bail!(
+                    "--plan and --detach need a medic server: pass --server URL (or set MEDIC_SERVER)"
+                );
+            }
+            let Some(file) = file else {
+                bail!("name the plan file: medic run FILE");
+            };
             let exec = env.executor()?;
             let (plan, params) = match load_plan(exec_host(&exec), &file, &params).await {
                 Ok(v) => v,
@@ -305,20 +372,10 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&runs)?);
             } else {
-                println!(
-                    "{:<22} {:<13} {:<24} {:<20} REASON",
-                    "RUN", "STATUS", "PLAN", "CREATED"
-                );
-                for r in runs {
-                    println!(
-                        "{:<22} {:<13} {:<24} {:<20} {}",
-                        r.id,
-                        r.status.as_str(),
-                        r.plan_name,
-                        progress::clock(r.created_at),
-                        r.reason.unwrap_or_default()
-                    );
-                }
+                let Value::Array(runs) = serde_json::to_value(&runs)? else {
+                    bail!("runs did not serialize as a list");
+                };
+                progress::print_list(&runs);
             }
             Ok(exit::SUCCEEDED)
         }
@@ -353,6 +410,9 @@ async fn dispatch(cli: Cli) -> Result<u8> {
         }
         Command::Skip { run, step } => {
             command(&env, &run, Some(&step), CommandKind::Skip, None).await
+        }
+        Command::Plans { .. } => {
+            bail!("plans are registered on a medic server: pass --server URL (or set MEDIC_SERVER)")
         }
     }
 }
@@ -406,14 +466,10 @@ async fn load_plan(
     let plan = crate::plugin::check_plan(host, &name, &text, format)
         .await
         .map_err(print)?;
-    let mut given = Map::new();
-    for p in params {
-        let Some((k, v)) = p.split_once('=') else {
-            eprintln!("--param {p}: expected NAME=VALUE");
-            return Err(exit::INVALID);
-        };
-        given.insert(k.to_owned(), Value::String(v.to_owned()));
-    }
+    let given = parse_params(params).map_err(|e| {
+        eprintln!("{e}");
+        exit::INVALID
+    })?;
     let params = plan::bind_params(&plan, &given).map_err(|d| {
         for d in d.iter() {
             eprintln!("--param {d}");
@@ -422,6 +478,29 @@ async fn load_plan(
         exit::INVALID
     })?;
     Ok((plan, params))
+}
+
+/// `--param NAME=VALUE`s as strings; the plan's param types coerce them when bound.
+fn parse_params(params: &[String]) -> Result<Map<String, Value>> {
+    let mut given = Map::new();
+    for p in params {
+        let Some((k, v)) = p.split_once('=') else {
+            bail!("--param {p}: expected NAME=VALUE");
+        };
+        given.insert(k.to_owned(), Value::String(v.to_owned()));
+    }
+    Ok(given)
+}
+
+/// The exit code of a run that stands at `status`.
+fn exit_for(status: RunStatus) -> u8 {
+    match status {
+        RunStatus::Succeeded => exit::SUCCEEDED,
+        RunStatus::Failed => exit::FAILED,
+        RunStatus::RolledBack => exit::ROLLED_BACK,
+        RunStatus::Cancelled => exit::CANCELLED,
+        RunStatus::Held | RunStatus::Running | RunStatus::RollingBack => exit::HELD,
+    }
 }
 
 /// Drives a run, printing progress, and maps its end to an exit code.
@@ -460,13 +539,7 @@ async fn drive(exec: &Executor<Host>, run: &str) -> Result<u8> {
             "  resolve the held step(s) (`medic retry {run} STEP` or `medic skip {run} STEP`), then `medic resume {run}`"
         );
     }
-    Ok(match status {
-        RunStatus::Succeeded => exit::SUCCEEDED,
-        RunStatus::Failed => exit::FAILED,
-        RunStatus::RolledBack => exit::ROLLED_BACK,
-        RunStatus::Cancelled => exit::CANCELLED,
-        RunStatus::Held | RunStatus::Running | RunStatus::RollingBack => exit::HELD,
-    })
+    Ok(exit_for(status))
 }
 
 /// Records an operator command for a run after checking it makes sense now.

@@ -21,10 +21,8 @@ pub(super) fn spawn(
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) -> tokio::task::JoinHandle<()> {
     let print = move |p: Progress| {
-        if p.run_id == run
-            && let Some(line) = line(&p.run_id, &p.entry)
-        {
-            println!("{} {line}", clock(p.at));
+        if p.run_id == run {
+            println!("{} {}", clock(p.at), line("medic", &p.run_id, &p.entry));
         }
     };
     tokio::spawn(async move {
@@ -46,9 +44,11 @@ pub(super) fn spawn(
     })
 }
 
-fn line(run: &str, e: &Entry) -> Option<String> {
+/// One log entry as a progress line; `medic` is how to call medic for the run (with
+/// `--server URL` when it runs on a server), for the commands an approval suggests.
+pub(super) fn line(medic: &str, run: &str, e: &Entry) -> String {
     let undo = |u: bool| if u { "undo " } else { "" };
-    Some(match e {
+    match e {
         Entry::AttemptStarted {
             step,
             attempt,
@@ -83,7 +83,7 @@ fn line(run: &str, e: &Entry) -> Option<String> {
             prompt,
             deadline,
         } => format!(
-            "  ? {step}: waiting for approval{}: {prompt}\n           approve: medic approve {run} {step}    reject: medic approve {run} {step} --reject",
+            "  ? {step}: waiting for approval{}: {prompt}\n           approve: {medic} approve {run} {step}    reject: {medic} approve {run} {step} --reject",
             deadline
                 .map(|d| format!(" until {}", clock(d)))
                 .unwrap_or_default()
@@ -119,7 +119,25 @@ fn line(run: &str, e: &Entry) -> Option<String> {
             Some(r) => format!("run {}: {r}", status.as_str()),
             None => format!("run {}", status.as_str()),
         },
-    })
+    }
+}
+
+/// The table of `medic runs list`: runs as the store serializes them.
+pub(super) fn print_list(runs: &[Value]) {
+    println!(
+        "{:<22} {:<13} {:<24} {:<20} REASON",
+        "RUN", "STATUS", "PLAN", "CREATED"
+    );
+    for r in runs {
+        println!(
+            "{:<22} {:<13} {:<24} {:<20} {}",
+            r["id"].as_str().unwrap_or("?"),
+            r["status"].as_str().unwrap_or("?"),
+            r["plan_name"].as_str().unwrap_or("?"),
+            r["created_at"].as_i64().map(clock).unwrap_or_default(),
+            r["reason"].as_str().unwrap_or_default()
+        );
+    }
 }
 
 /// Human view of `medic runs show`.

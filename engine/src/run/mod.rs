@@ -106,8 +106,9 @@ pub enum Effect {
 }
 
 /// One record of the run's append-only event log (and, for attempts, the attempt
-/// table). Serialized into the store as `kind` + JSON.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+/// table). Serialized into the store as `kind` + JSON; read back by `medic --server`
+/// from the event stream.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Entry {
     RunStatus {

@@ -9,10 +9,10 @@ mod api;
 mod approval;
 #[path = "cli/crash.rs"]
 mod crash;
-#[path = "cli/remote.rs"]
-mod remote;
 #[path = "cli/openapi.rs"]
 mod openapi;
+#[path = "cli/remote.rs"]
+mod remote;
 #[path = "cli/rollback.rs"]
 mod rollback;
 #[path = "cli/run.rs"]

@@ -163,10 +163,10 @@ impl CommandBody {
         serde_json::from_slice::<Option<CommandBody>>(body)
             .map(Option::unwrap_or_default)
             .map_err(|e| {
-            ApiError::bad_request(format!(
-                "the body must be empty or a JSON object like {{\"comment\": \"...\"}}: {e}"
-            ))
-        })
+                ApiError::bad_request(format!(
+                    "the body must be empty or a JSON object like {{\"comment\": \"...\"}}: {e}"
+                ))
+            })
     }
 }
 

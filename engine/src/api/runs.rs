@@ -62,7 +62,7 @@ pub(super) async fn submit(
         None => None,
     };
     let (plan, params) = check(&s, &body.plan, &body.params).await?;
-    let (run, created) = s.exec.submit(&plan, params, key).await?;
+    let (run, created) = s.exec.submit(&plan, params, key, None).await?;
     if created {
         s.drive(run.clone());
     }

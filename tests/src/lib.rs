@@ -6,12 +6,14 @@
 mod counter;
 mod medic;
 mod process;
+mod server;
 mod view;
 mod wait;
 
 pub use counter::{Applied, CounterTarget};
 pub use medic::{Finished, Medic, exit_code};
 pub use process::Running;
+pub use server::{Client, Reply, Server};
 pub use view::{AttemptView, RunView, StepView};
 pub use wait::poll_until;
 

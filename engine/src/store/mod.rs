@@ -49,7 +49,9 @@ pub enum Error {
     Corrupt { what: &'static str, detail: String },
     #[error("the store's writer thread has stopped")]
     Closed,
-    #[error("a token named `{0}` exists already; pick another name, or revoke it first (`medic token revoke {0}`)")]
+    #[error(
+        "a token named `{0}` exists already; pick another name, or revoke it first (`medic token revoke {0}`)"
+    )]
     TokenExists(String),
     #[error("no live token named `{0}`; `medic token list` shows them")]
     TokenNotFound(String),

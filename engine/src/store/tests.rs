@@ -196,7 +196,10 @@ async fn tokens_are_found_by_hash_unique_while_live_and_revoked_at_once() {
         Err(Error::TokenExists(name)) if name == "alice"
     ));
     let found = store.live_token("h-alice").await.unwrap().unwrap();
-    assert_eq!((found.name.as_str(), found.role.as_str()), ("alice", "approver"));
+    assert_eq!(
+        (found.name.as_str(), found.role.as_str()),
+        ("alice", "approver")
+    );
     assert_eq!(store.live_token("h-other").await.unwrap(), None);
 
     store.touch_token("alice", 5).await.unwrap();

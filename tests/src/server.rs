@@ -1,0 +1,214 @@
+//! `medic serve` on a free port of 127.0.0.1, and HTTP clients of it that send a
+//! token (or none), over HTTP.
+
+use std::ops::Deref;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::{Medic, Running, poll_until};
+
+/// A running `medic serve` and a client of it (the token it was started with).
+pub struct Server {
+    pub running: Running,
+    pub base: String,
+    client: Client,
+}
+
+/// One caller of the API: a base URL, an agent and the token sent, if any.
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    http: ureq::Agent,
+    token: Option<String>,
+}
+
+/// A whole answer, for tests that check headers too.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: String,
+    pub www_authenticate: Option<String>,
+    /// The body as JSON, or as a JSON string if it is not JSON.
+    pub body: Value,
+}
+
+impl Server {
+    /// `medic serve --listen 127.0.0.1:0 ARGS...`; the client sends `token`.
+    pub fn start(medic: &Medic, token: Option<&str>, args: &[&str]) -> Server {
+        Server::start_with(medic, token, args, agent())
+    }
+
+    fn start_with(medic: &Medic, token: Option<&str>, args: &[&str], http: ureq::Agent) -> Server {
+        let mut all = vec!["serve", "--listen", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        let mut running = medic.spawn(all);
+        let base = running.wait_for_line(
+            Duration::from_secs(30),
+            "the `medic serving on` line",
+            |l| {
+                l.strip_prefix("medic serving on ")
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .map(str::to_owned)
+            },
+        );
+        let client = Client {
+            base: base.clone(),
+            http,
+            token: token.map(str::to_owned),
+        };
+        Server {
+            running,
+            base,
+            client,
+        }
+    }
+
+    /// A client of this server that sends `token` (none: no Authorization header).
+    pub fn client(&self, token: Option<&str>) -> Client {
+        Client {
+            token: token.map(str::to_owned),
+            ..self.client.clone()
+        }
+    }
+
+    /// Polls the run until its status is `status`; returns its view.
+    pub fn wait_status(&self, run: &str, status: &str) -> Value {
+        self.wait_run(run, status, |v| v["run"]["status"] == status)
+    }
+
+    /// Polls the run until `ready` accepts its view.
+    pub fn wait_run(&self, run: &str, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+        poll_until(
+            Duration::from_secs(30),
+            &format!("run {run}: {what}"),
+            || {
+                let (_, _, view) = self.get(&format!("/v1/runs/{run}"));
+                ready(&view).then_some(view)
+            },
+            || {
+                format!(
+                    "{}\n{}",
+                    self.get(&format!("/v1/runs/{run}")).2,
+                    self.running.describe()
+                )
+            },
+        )
+    }
+}
+
+impl Deref for Server {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl Client {
+    /// Any method, with a JSON body or none.
+    pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Reply {
+        let uri = format!("{}{path}", self.base);
+        let mut req = ureq::http::Request::builder().method(method).uri(uri);
+        if let Some(token) = &self.token {
+            req = req.header("Authorization", format!("Bearer {token}"));
+        }
+        let result = match body {
+            Some(body) => self.http.run(
+                req.header("content-type", "application/json")
+                    .body(body.to_string())
+                    .expect("a request"),
+            ),
+            None => self.http.run(req.body(()).expect("a request")),
+        };
+        reply(result)
+    }
+
+    pub fn post(&self, path: &str, headers: &[(&str, &str)], body: &Value) -> (u16, String, Value) {
+        let mut req = self.http.post(format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            req = req.header("Authorization", &format!("Bearer {token}"));
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        reply(req.send_json(body)).into()
+    }
+
+    pub fn post_raw(&self, path: &str, body: &str) -> (u16, String, Value) {
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .content_type("application/json");
+        if let Some(token) = &self.token {
+            req = req.header("Authorization", &format!("Bearer {token}"));
+        }
+        reply(req.send(body)).into()
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String, Value) {
+        self.call("GET", path, None).into()
+    }
+
+    /// The run's SSE stream, read to its end (the server ends it when the run ends).
+    pub fn events(&self, run: &str, last_event_id: Option<&str>) -> Vec<(String, String, Value)> {
+        let mut req = self.http.get(format!("{}/v1/runs/{run}/events", self.base));
+        if let Some(token) = &self.token {
+            req = req.header("Authorization", &format!("Bearer {token}"));
+        }
+        if let Some(id) = last_event_id {
+            req = req.header("Last-Event-ID", id);
+        }
+        let mut resp = req.call().expect("SSE request");
+        assert_eq!(resp.status().as_u16(), 200);
+        let text = resp.body_mut().read_to_string().expect("SSE body");
+        text.split("\n\n")
+            .filter(|block| block.contains("data:"))
+            .map(|block| {
+                let field = |name: &str| {
+                    block
+                        .lines()
+                        .find_map(|l| l.strip_prefix(name))
+                        .map(|v| v.trim().to_owned())
+                        .unwrap_or_default()
+                };
+                let data = serde_json::from_str(&field("data:")).expect("event data is JSON");
+                (field("id:"), field("event:"), data)
+            })
+            .collect()
+    }
+}
+
+impl From<Reply> for (u16, String, Value) {
+    fn from(r: Reply) -> Self {
+        (r.status, r.content_type, r.body)
+    }
+}
+
+/// Status codes are what these tests check, so they are not errors to ureq.
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+fn reply(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply {
+    let mut resp = r.expect("HTTP request to medic serve");
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let content_type = header("content-type").unwrap_or_default();
+    let www_authenticate = header("www-authenticate");
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().expect("response body");
+    Reply {
+        status,
+        content_type,
+        www_authenticate,
+        body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    }
+}

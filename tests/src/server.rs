@@ -1,5 +1,5 @@
 //! `medic serve` on a free port of 127.0.0.1, and HTTP clients of it that send a
-//! token (or none), over HTTP.
+//! token (or none), over plain HTTP or HTTPS trusting one test certificate.
 
 use std::ops::Deref;
 use std::time::Duration;
@@ -36,7 +36,13 @@ pub struct Reply {
 impl Server {
     /// `medic serve --listen 127.0.0.1:0 ARGS...`; the client sends `token`.
     pub fn start(medic: &Medic, token: Option<&str>, args: &[&str]) -> Server {
-        Server::start_with(medic, token, args, agent())
+        Server::start_with(medic, token, args, agent(None))
+    }
+
+    /// Like [`Server::start`] for a server with `--tls-cert`: the client trusts only
+    /// the DER certificate `ca`.
+    pub fn start_tls(medic: &Medic, token: Option<&str>, args: &[&str], ca: &[u8]) -> Server {
+        Server::start_with(medic, token, args, agent(Some(ca)))
     }
 
     fn start_with(medic: &Medic, token: Option<&str>, args: &[&str], http: ureq::Agent) -> Server {
@@ -185,12 +191,18 @@ impl From<Reply> for (u16, String, Value) {
     }
 }
 
-/// Status codes are what these tests check, so they are not errors to ureq.
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into()
+/// Status codes are what these tests check, so they are not errors to ureq. With
+/// `ca`, HTTPS trusts that certificate alone.
+fn agent(ca: Option<&[u8]>) -> ureq::Agent {
+    let mut config = ureq::Agent::config_builder().http_status_as_error(false);
+    if let Some(ca) = ca {
+        let roots =
+            ureq::tls::RootCerts::new_with_certs(
+                &[ureq::tls::Certificate::from_der(ca).to_owned()],
+            );
+        config = config.tls_config(ureq::tls::TlsConfig::builder().root_certs(roots).build());
+    }
+    config.build().into()
 }
 
 fn reply(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply {

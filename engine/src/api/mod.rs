@@ -12,6 +12,7 @@ mod auth;
 mod error;
 mod plans;
 mod runs;
+pub mod tls;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};

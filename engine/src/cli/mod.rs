@@ -84,6 +84,12 @@ enum Command {
         /// a loopback address (127.0.0.1, ::1).
         #[arg(long)]
         no_auth: bool,
+        /// Serve HTTPS with this PEM certificate chain (leaf first); needs --tls-key.
+        #[arg(long, env = "MEDIC_TLS_CERT", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key of --tls-cert.
+        #[arg(long, env = "MEDIC_TLS_KEY", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Create, list and revoke the API tokens of `medic serve`.
     Token {
@@ -265,7 +271,12 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             );
             drive(&exec, &run).await
         }
-        Command::Serve { listen, no_auth } => {
+        Command::Serve {
+            listen,
+            no_auth,
+            tls_cert,
+            tls_key,
+        } => {
             if no_auth && !listen.ip().is_loopback() {
                 anyhow::bail!(
                     "--no-auth is only allowed on a loopback address (127.0.0.1 or ::1), not {listen}: \
@@ -273,6 +284,10 @@ async fn dispatch(cli: Cli) -> Result<u8> {
                      medic token create --name NAME --role admin"
                 );
             }
+            let tls = match (&tls_cert, &tls_key) {
+                (Some(cert), Some(key)) => Some(crate::api::tls::config(cert, key)?),
+                _ => None,
+            };
             let exec = env.executor()?;
             let auth = if no_auth {
                 AuthMode::Off
@@ -297,8 +312,9 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("listening on {listen}"))?;
+            let scheme = if tls.is_some() { "https" } else { "http" };
             println!(
-                "medic serving on http://{} ({resumed} unfinished run(s) resumed{})",
+                "medic serving on {scheme}://{} ({resumed} unfinished run(s) resumed{})",
                 listener.local_addr()?,
                 if no_auth {
                     "; --no-auth: no tokens checked"
@@ -306,10 +322,19 @@ async fn dispatch(cli: Cli) -> Result<u8> {
                     ""
                 }
             );
-            axum::serve(listener, crate::api::router(state))
-                .with_graceful_shutdown(shutdown())
-                .await
-                .context("serving the API")?;
+            let router = crate::api::router(state);
+            match tls {
+                None => axum::serve(listener, router)
+                    .with_graceful_shutdown(shutdown())
+                    .await
+                    .context("serving the API")?,
+                Some(config) => {
+                    axum::serve(crate::api::tls::TlsListener::new(listener, config)?, router)
+                        .with_graceful_shutdown(shutdown())
+                        .await
+                        .context("serving the API over TLS")?
+                }
+            }
             // Runs in flight stay as the store has them; the next start resumes them.
             println!("medic stopped; unfinished runs resume at the next start");
             Ok(exit::SUCCEEDED)

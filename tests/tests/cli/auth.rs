@@ -1,7 +1,9 @@
 //! Auth of `medic serve` against the real binary over HTTP: tokens made with
 //! `medic token create`, the role every route needs (read from the server's own
 //! OpenAPI document and checked against the contract), the four-eyes rule for
-//! approvals, revocation, the audit log and `--no-auth`.
+//! approvals, revocation, the audit log, `--no-auth` and HTTPS.
+
+use std::time::Duration;
 
 use medic_tests::{CounterTarget, Medic, Reply, Server, plan};
 use serde_json::{Value, json};
@@ -430,4 +432,58 @@ fn no_auth_is_only_for_loopback_and_makes_everyone_anonymous_admin() {
         ),
         "{body}"
     );
+}
+
+#[test]
+fn https_with_a_configured_certificate_and_a_graceful_sigterm() {
+    let medic = Medic::new();
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])
+        .expect("a self-signed certificate");
+    let cert_file = medic.write("cert.pem", &cert.cert.pem());
+    let key_file = medic.write("key.pem", &cert.signing_key.serialize_pem());
+    let tls = [
+        "--tls-cert",
+        cert_file.to_str().unwrap(),
+        "--tls-key",
+        key_file.to_str().unwrap(),
+    ];
+
+    // No token exists yet: the server says how to make one.
+    let server = Server::start_tls(&medic, None, &tls, cert.cert.der());
+    assert!(
+        server.base.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.base
+    );
+    assert!(
+        server
+            .running
+            .stdout_lines()
+            .iter()
+            .any(|l| l.contains("no API tokens yet") && l.contains("medic token create")),
+        "{}",
+        server.running.describe()
+    );
+    let (status, _, body) = server.get("/healthz");
+    assert_eq!((status, body), (200, json!("ok")));
+    assert_401(&server.call("GET", "/v1/runs", None), "over TLS");
+    let token = medic.create_token("tls", "viewer");
+    let (status, _, body) = server.client(Some(&token)).get("/v1/runs");
+    assert_eq!(status, 200, "{body}");
+
+    // Nothing is served in clear on the TLS port.
+    let plain = server.base.replacen("https://", "http://", 1);
+    let cleartext = ureq::get(format!("{plain}/healthz"))
+        .config()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .call();
+    assert!(
+        cleartext.as_ref().map_or(true, |r| r.status() != 200),
+        "plain HTTP answered on the TLS port: {cleartext:?}"
+    );
+
+    let stopped = server.running.terminate();
+    stopped.expect_code(0, String::new);
+    assert!(stopped.stdout.contains("medic stopped"), "{stopped}");
 }

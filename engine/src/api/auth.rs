@@ -165,8 +165,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
-const NO_TOKEN: &str = "this call needs a token: send `Authorization: Bearer TOKEN`; \
-    an admin creates one with `medic token create --name NAME --role ROLE`";
+const NO_TOKEN: &str = "this call needs a token: send `Authorization: Bearer TOKEN` \
+    (tokens are made on medic's host with `medic token create --name NAME --role ROLE`)";
 
 /// The run a response is about when the path does not say (a submission's new run),
 /// for its audit entry.

@@ -16,7 +16,7 @@ pub use counter::{Applied, CounterTarget};
 pub use medic::{Finished, Medic, exit_code};
 pub use process::Running;
 pub use proxy::{Fault, Proxy};
-pub use server::Server;
+pub use server::{Client, Reply, Server};
 pub use stub::Stub;
 pub use view::{AttemptView, RunView, StepView};
 pub use wait::poll_until;

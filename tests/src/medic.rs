@@ -220,6 +220,18 @@ impl Medic {
         );
     }
 
+    /// `medic token create --name NAME --role ROLE`: the token's secret.
+    pub fn create_token(&self, name: &str, role: &str) -> String {
+        let out = self.run(["token", "create", "--name", name, "--role", role]);
+        out.expect_code(0, String::new);
+        let secret = out.stdout.trim().to_owned();
+        assert!(
+            secret.starts_with("medic_") && !secret.contains(char::is_whitespace),
+            "`medic token create` should print the secret alone on stdout\n{out}"
+        );
+        secret
+    }
+
     /// `medic runs show RUN --json`, parsed.
     pub fn show(&self, run: &str) -> RunView {
         self.try_show(run).unwrap_or_else(|e| panic!("{e}"))

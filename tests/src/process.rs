@@ -156,14 +156,24 @@ impl Running {
     }
 
     /// SIGINT, what Ctrl-C sends; returns once the process has exited.
-    pub fn interrupt(mut self) -> Finished {
+    pub fn interrupt(self) -> Finished {
+        self.signal("INT")
+    }
+
+    /// SIGTERM, what a service manager sends to stop it; returns once it has exited.
+    pub fn terminate(self) -> Finished {
+        self.signal("TERM")
+    }
+
+    fn signal(mut self, name: &str) -> Finished {
+        // This test's own child, by its pid.
         let pid = self.child.id().to_string();
         let sent = std::process::Command::new("kill")
-            .args(["-INT", &pid])
+            .args([&format!("-{name}"), &pid])
             .status();
         assert!(
             sent.as_ref().is_ok_and(|s| s.success()),
-            "could not send SIGINT to `{}` ({sent:?})\n{}",
+            "could not send SIG{name} to `{}` ({sent:?})\n{}",
             self.command,
             self.describe()
         );

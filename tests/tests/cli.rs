@@ -7,6 +7,8 @@
 mod api;
 #[path = "cli/approval.rs"]
 mod approval;
+#[path = "cli/auth.rs"]
+mod auth;
 #[path = "cli/crash.rs"]
 mod crash;
 #[path = "cli/openapi.rs"]

@@ -75,6 +75,27 @@ impl ApiError {
         }
     }
 
+    /// 401: no token, or one that is unknown or revoked. Carries the
+    /// `WWW-Authenticate: Bearer` challenge.
+    pub fn unauthorized(detail: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            title: "Unauthorized",
+            detail: detail.into(),
+            errors: None,
+        }
+    }
+
+    /// 403: the token is known but may not do this.
+    pub fn forbidden(detail: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::FORBIDDEN,
+            title: "Forbidden",
+            detail: detail.into(),
+            errors: None,
+        }
+    }
+
     /// 422 with every diagnostic, each with its field path and line/column.
     pub fn invalid(detail: &str, diagnostics: &Diagnostics) -> ApiError {
         let errors = diagnostics
@@ -116,6 +137,12 @@ impl IntoResponse for ApiError {
             axum::http::header::CONTENT_TYPE,
             axum::http::HeaderValue::from_static("application/problem+json"),
         );
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"medic\""),
+            );
+        }
         resp
     }
 }

@@ -4,11 +4,15 @@
 //!
 //! Every route is registered through [`utoipa_axum`]'s `routes!` with a
 //! `#[utoipa::path]` on its handler, so the OpenAPI document served at
-//! `/openapi.json` is generated from the same table the router is built from.
+//! `/openapi.json` is generated from the same table the router is built from. The
+//! same table says which role each route needs (`auth::open` / `auth::needs`).
 
+mod audit;
+mod auth;
 mod error;
 mod plans;
 mod runs;
+pub mod tls;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -21,7 +25,9 @@ use utoipa_axum::routes;
 
 use crate::executor::{self, Executor};
 use crate::plugin::Host;
+use auth::BearerScheme;
 
+pub use auth::{ANONYMOUS, AuthMode, Caller, Role, check_token_name, hash_token, new_token};
 pub use error::{ApiError, Problem};
 
 /// What every handler shares.
@@ -30,15 +36,19 @@ pub struct AppState {
     /// Runs a driver task of this process is working on, so a command that needs a
     /// driver (a retry of a held run) starts one only if none is running.
     driving: Mutex<HashSet<String>>,
+    auth: AuthMode,
+    last_used: auth::LastUsed,
 }
 
 type Shared = State<Arc<AppState>>;
 
 impl AppState {
-    pub fn new(exec: Executor<Host>) -> Arc<AppState> {
+    pub fn new(exec: Executor<Host>, auth: AuthMode) -> Arc<AppState> {
         Arc::new(AppState {
             exec,
             driving: Mutex::new(HashSet::new()),
+            auth,
+            last_used: auth::LastUsed::default(),
         })
     }
 
@@ -84,6 +94,7 @@ impl AppState {
 
 #[derive(OpenApi)]
 #[openapi(
+    modifiers(&BearerScheme),
     info(
         title = "medic",
         description = "Durable, declarative recovery plans for distributed data systems. \
@@ -98,18 +109,26 @@ impl AppState {
 )]
 struct ApiDoc;
 
-/// Every route of the API with its OpenAPI description, from one table.
+/// Every route of the API with its OpenAPI description and the role it needs, from
+/// one table. One route per entry, so each can need its own role.
 fn routes() -> OpenApiRouter<Arc<AppState>> {
+    use Role::*;
+    use auth::{needs, open};
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(health))
-        .routes(routes!(ready))
-        .routes(routes!(openapi_json))
-        .routes(routes!(plans::validate))
-        .routes(routes!(runs::submit, runs::list))
-        .routes(routes!(runs::show))
-        .routes(routes!(runs::events))
-        .routes(routes!(runs::cancel))
-        .routes(routes!(runs::step_command))
+        .routes(open(routes!(health)))
+        .routes(open(routes!(ready)))
+        .routes(open(routes!(openapi_json)))
+        .routes(needs(Operator, routes!(plans::validate)))
+        .routes(needs(Operator, routes!(runs::submit)))
+        .routes(needs(Viewer, routes!(runs::list)))
+        .routes(needs(Viewer, routes!(runs::show)))
+        .routes(needs(Viewer, routes!(runs::events)))
+        .routes(needs(Operator, routes!(runs::cancel)))
+        .routes(needs(Approver, routes!(runs::approve)))
+        .routes(needs(Approver, routes!(runs::reject)))
+        .routes(needs(Operator, routes!(runs::retry)))
+        .routes(needs(Operator, routes!(runs::skip)))
+        .routes(needs(Admin, routes!(audit::list)))
 }
 
 /// The OpenAPI 3.1 document of every route [`router`] serves.
@@ -118,10 +137,17 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// The router of `medic serve`: every route of [`routes`] and a
-/// problem+json 404 for any other path.
+/// problem+json 404 for any other path. Every request, the 404s included, passes
+/// `auth::identify` first (which also audits mutating calls).
 pub fn router(state: Arc<AppState>) -> Router {
     let (router, _) = routes().split_for_parts();
-    router.fallback(no_route).with_state(state)
+    router
+        .fallback(no_route)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::identify,
+        ))
+        .with_state(state)
 }
 
 async fn no_route(uri: axum::http::Uri) -> ApiError {
@@ -155,4 +181,41 @@ async fn openapi_json() -> Json<serde_json::Value> {
         DOC.get_or_init(|| serde_json::to_value(openapi()).unwrap_or_default())
             .clone(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every route says in the table who may call it: a route added without
+    /// `auth::open` or `auth::needs` would have no `security` and fail here.
+    #[test]
+    fn every_operation_declares_its_security() {
+        let doc = serde_json::to_value(openapi()).unwrap();
+        let mut open = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let security = op["security"]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("{method} {path} declares no security"));
+                match security.as_slice() {
+                    [] => open.push(path.as_str()),
+                    [req] => {
+                        let roles = req["bearer"].as_array().unwrap();
+                        assert_eq!(roles.len(), 1, "{method} {path}");
+                        Role::parse(roles[0].as_str().unwrap()).unwrap();
+                        assert!(op["responses"]["401"].is_object(), "{method} {path}");
+                        assert!(op["responses"]["403"].is_object(), "{method} {path}");
+                    }
+                    _ => panic!("{method} {path}: one requirement expected"),
+                }
+            }
+        }
+        open.sort();
+        assert_eq!(open, ["/healthz", "/openapi.json", "/readyz"]);
+        assert_eq!(
+            doc["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
+    }
 }

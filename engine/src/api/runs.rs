@@ -15,9 +15,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
+use super::auth::{AuditRun, AuthMode, Caller};
 use super::plans::{PlanBody, check};
 use super::{ApiError, AppState, Problem, Shared};
 use crate::executor::{self, CommandKind};
+use crate::plan::StepKind;
 use crate::run::RunStatus;
 
 /// The run a submission created, or found by its `Idempotency-Key`.
@@ -29,7 +31,8 @@ pub(super) struct Submitted {
 }
 
 /// Submits a run of an inline plan. With an `Idempotency-Key`, submitting again gives
-/// back the same run instead of a second one.
+/// back the same run instead of a second one. The run records the token that
+/// submitted it (`submitted_by`).
 #[utoipa::path(post, path = "/v1/runs", tag = "runs",
     request_body = PlanBody,
     params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255,
@@ -45,6 +48,7 @@ pub(super) struct Submitted {
     ))]
 pub(super) async fn submit(
     State(s): Shared,
+    caller: Caller,
     headers: HeaderMap,
     body: Result<Json<PlanBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
@@ -63,7 +67,10 @@ pub(super) async fn submit(
         None => None,
     };
     let (plan, params) = check(&s, &body.plan, &body.params).await?;
-    let (run, created) = s.exec.submit(&plan, params, key).await?;
+    let (run, created) = s
+        .exec
+        .submit(&plan, params, key, Some(&caller.name))
+        .await?;
     if created {
         s.drive(run.clone());
     }
@@ -76,6 +83,7 @@ pub(super) async fn submit(
     Ok((
         status,
         [("location", location)],
+        axum::Extension(AuditRun(run.clone())),
         Json(Submitted { id: run, created }),
     )
         .into_response())
@@ -147,10 +155,12 @@ pub(super) async fn show(
     Ok(Json(s.exec.store().detail(&id).await?))
 }
 
-/// Who acts, and why: kept with the command in the run's log.
+/// Why: kept with the command in the run's log.
 #[derive(Deserialize, Default, ToSchema)]
 pub(super) struct CommandBody {
     comment: Option<String>,
+    /// Who acts; only with `medic serve --no-auth`. Otherwise the token's name is
+    /// recorded and this is ignored.
     by: Option<String>,
 }
 
@@ -182,57 +192,156 @@ impl CommandBody {
     ))]
 pub(super) async fn cancel(
     State(s): Shared,
+    caller: Caller,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<StatusCode, ApiError> {
     let body = CommandBody::parse(&body)?;
-    command(&s, &id, None, CommandKind::Cancel, body).await
+    command(&s, &caller, &id, None, CommandKind::Cancel, body).await
 }
 
-/// Approves or rejects a waiting approval step, or retries or skips a held step.
-#[utoipa::path(post, path = "/v1/runs/{id}/steps/{step}/{action}", tag = "runs",
+/// Approves a waiting approval step. The token that submitted the run may not,
+/// unless the step says `allow_self_approval: true`.
+#[utoipa::path(post, path = "/v1/runs/{id}/steps/{step}/approve", tag = "runs",
     params(
         ("id" = String, Path, description = "the run's id"),
-        ("step" = String, Path, description = "the step's id"),
-        ("action" = String, Path, description = "approve, reject, retry or skip"),
+        ("step" = String, Path, description = "the approval step's id"),
     ),
     request_body(content = Option<CommandBody>, description = "optional comment"),
     responses(
         (status = 202, description = "the command is in the run's inbox"),
         (status = 400, description = "bad body", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such run, step or action", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "the step is not waiting for this", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "the token's role is below approver, or it submitted the run", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such run or step", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the step is not waiting for approval", body = Problem, content_type = "application/problem+json"),
     ))]
-pub(super) async fn step_command(
+pub(super) async fn approve(
     State(s): Shared,
-    Path((id, step, action)): Path<(String, String, String)>,
+    caller: Caller,
+    Path((id, step)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Result<StatusCode, ApiError> {
-    let kind = match action.as_str() {
-        "approve" => CommandKind::Approve,
-        "reject" => CommandKind::Reject,
-        "retry" => CommandKind::Retry,
-        "skip" => CommandKind::Skip,
-        other => {
-            return Err(ApiError::not_found(format!(
-                "no step action `{other}`: expected approve, reject, retry or skip"
-            )));
-        }
-    };
+    decide(&s, &caller, &id, &step, CommandKind::Approve, &body).await
+}
+
+/// Rejects a waiting approval step. The token that submitted the run may not,
+/// unless the step says `allow_self_approval: true`.
+#[utoipa::path(post, path = "/v1/runs/{id}/steps/{step}/reject", tag = "runs",
+    params(
+        ("id" = String, Path, description = "the run's id"),
+        ("step" = String, Path, description = "the approval step's id"),
+    ),
+    request_body(content = Option<CommandBody>, description = "optional comment"),
+    responses(
+        (status = 202, description = "the command is in the run's inbox"),
+        (status = 400, description = "bad body", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "the token's role is below approver, or it submitted the run", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such run or step", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the step is not waiting for approval", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(super) async fn reject(
+    State(s): Shared,
+    caller: Caller,
+    Path((id, step)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<StatusCode, ApiError> {
+    decide(&s, &caller, &id, &step, CommandKind::Reject, &body).await
+}
+
+/// Runs a held step again, as a new attempt.
+#[utoipa::path(post, path = "/v1/runs/{id}/steps/{step}/retry", tag = "runs",
+    params(
+        ("id" = String, Path, description = "the run's id"),
+        ("step" = String, Path, description = "the held step's id"),
+    ),
+    request_body(content = Option<CommandBody>, description = "optional comment"),
+    responses(
+        (status = 202, description = "the command is in the run's inbox"),
+        (status = 400, description = "bad body", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such run or step", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the step is not held", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(super) async fn retry(
+    State(s): Shared,
+    caller: Caller,
+    Path((id, step)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<StatusCode, ApiError> {
     let body = CommandBody::parse(&body)?;
-    command(&s, &id, Some(&step), kind, body).await
+    command(&s, &caller, &id, Some(&step), CommandKind::Retry, body).await
+}
+
+/// Leaves a held step (or its undo) as it is and goes on.
+#[utoipa::path(post, path = "/v1/runs/{id}/steps/{step}/skip", tag = "runs",
+    params(
+        ("id" = String, Path, description = "the run's id"),
+        ("step" = String, Path, description = "the held step's id"),
+    ),
+    request_body(content = Option<CommandBody>, description = "optional comment"),
+    responses(
+        (status = 202, description = "the command is in the run's inbox"),
+        (status = 400, description = "bad body", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such run or step", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the step is not held", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(super) async fn skip(
+    State(s): Shared,
+    caller: Caller,
+    Path((id, step)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<StatusCode, ApiError> {
+    let body = CommandBody::parse(&body)?;
+    command(&s, &caller, &id, Some(&step), CommandKind::Skip, body).await
+}
+
+/// Approve or reject, after the four-eyes check: with tokens, the run's submitter
+/// may not answer its own approval step unless the plan allows it. Checked here,
+/// before the command reaches the run's inbox.
+async fn decide(
+    s: &Arc<AppState>,
+    caller: &Caller,
+    run: &str,
+    step: &str,
+    kind: CommandKind,
+    body: &[u8],
+) -> Result<StatusCode, ApiError> {
+    let body = CommandBody::parse(body)?;
+    if s.auth == AuthMode::Tokens {
+        let stored = s.exec.store().load_run(run).await?;
+        if stored.summary.submitted_by.as_deref() == Some(caller.name.as_str()) {
+            let plan = executor::stored_plan(&stored)?;
+            let own = plan.steps.iter().find(|st| st.id == step);
+            if let Some(StepKind::Approval(a)) = own.map(|st| &st.kind)
+                && !a.allow_self_approval
+            {
+                return Err(ApiError::forbidden(format!(
+                    "token `{}` submitted run {run}, so it may not {} its approval step `{step}`: \
+                     another token with role approver must (a plan can allow it with \
+                     `approval: {{ allow_self_approval: true }}`)",
+                    caller.name,
+                    kind.as_str()
+                )));
+            }
+        }
+    }
+    command(s, caller, run, Some(step), kind, body).await
 }
 
 /// Leaves the command in the run's inbox, and makes sure a driver of this process
 /// will apply it (a held run has none until an operator acts).
 async fn command(
     s: &Arc<AppState>,
+    caller: &Caller,
     run: &str,
     step: Option<&str>,
     kind: CommandKind,
     body: CommandBody,
 ) -> Result<StatusCode, ApiError> {
-    let by = body.by.unwrap_or_else(|| "api".into());
+    // With tokens, the log says which token acted, whatever the body claims.
+    let by = match (s.auth, body.by) {
+        (AuthMode::Off, Some(by)) => by,
+        _ => caller.name.clone(),
+    };
     executor::post_command(
         s.exec.store(),
         run,

@@ -14,6 +14,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use serde_json::{Map, Value};
 
+use crate::api::{AuthMode, Role};
 use crate::executor::{CommandKind, Executor, Node, SystemClock};
 use crate::plan::{self, Plan};
 use crate::plugin::{Host, HostConfig};
@@ -103,10 +104,26 @@ enum Command {
         command: PlansCommand,
     },
     /// Serve the REST API; takes over unfinished runs whose medic process died.
+    /// Every call but /healthz, /readyz and /openapi.json needs a token (`medic token`).
     Serve {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:7777", env = "MEDIC_LISTEN")]
         listen: std::net::SocketAddr,
+        /// Take every request as `anonymous` with role admin, no token needed. Only on
+        /// a loopback address (127.0.0.1, ::1).
+        #[arg(long)]
+        no_auth: bool,
+        /// Serve HTTPS with this PEM certificate chain (leaf first); needs --tls-key.
+        #[arg(long, env = "MEDIC_TLS_CERT", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key of --tls-cert.
+        #[arg(long, env = "MEDIC_TLS_KEY", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+    },
+    /// Create, list and revoke the API tokens of `medic serve`.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
     },
     /// Carry on with unfinished runs whose medic process died (all, or RUN).
     Resume { run: Option<String> },
@@ -125,6 +142,32 @@ enum Command {
     Retry { run: String, step: String },
     /// Leave a held step (or its undo) as it is and go on.
     Skip { run: String, step: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenCommand {
+    /// Create a token and print its secret (once: only its sha256 is kept).
+    Create {
+        /// Who or what the token is for; recorded in the audit log and as the
+        /// submitter of its runs.
+        #[arg(long)]
+        name: String,
+        /// viewer (read), operator (submit and steer runs), approver (also approve),
+        /// admin (everything).
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+    },
+    /// List tokens: names, roles, when created and last used. Never the secrets.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token: it stops working at once, also in a running `medic serve`.
+    Revoke { name: String },
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    Role::parse(s)
 }
 
 #[derive(Subcommand, Debug)]
@@ -295,25 +338,75 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             );
             drive(&exec, &run).await
         }
-        Command::Serve { listen } => {
+        Command::Serve {
+            listen,
+            no_auth,
+            tls_cert,
+            tls_key,
+        } => {
+            if no_auth && !listen.ip().is_loopback() {
+                anyhow::bail!(
+                    "--no-auth is only allowed on a loopback address (127.0.0.1 or ::1), not {listen}: \
+                     anyone who can reach it could run plans. Create a token instead: \
+                     medic token create --name NAME --role admin"
+                );
+            }
+            let tls = match (&tls_cert, &tls_key) {
+                (Some(cert), Some(key)) => Some(crate::api::tls::config(cert, key)?),
+                _ => None,
+            };
             let exec = env.executor()?;
-            let state = crate::api::AppState::new(exec);
+            let auth = if no_auth {
+                AuthMode::Off
+            } else {
+                AuthMode::Tokens
+            };
+            if auth == AuthMode::Tokens
+                && exec
+                    .store()
+                    .tokens()
+                    .await?
+                    .iter()
+                    .all(|t| t.revoked_at.is_some())
+            {
+                println!(
+                    "no API tokens yet: every call but /healthz, /readyz and /openapi.json gets 401. \
+                     Create one with: medic token create --name NAME --role admin"
+                );
+            }
+            let state = crate::api::AppState::new(exec, auth);
             let resumed = state.resume_orphans().await?;
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("listening on {listen}"))?;
+            let scheme = if tls.is_some() { "https" } else { "http" };
             println!(
-                "medic serving on http://{} ({resumed} unfinished run(s) resumed)",
-                listener.local_addr()?
+                "medic serving on {scheme}://{} ({resumed} unfinished run(s) resumed{})",
+                listener.local_addr()?,
+                if no_auth {
+                    "; --no-auth: no tokens checked"
+                } else {
+                    ""
+                }
             );
-            axum::serve(listener, crate::api::router(state))
-                .with_graceful_shutdown(shutdown())
-                .await
-                .context("serving the API")?;
+            let router = crate::api::router(state);
+            match tls {
+                None => axum::serve(listener, router)
+                    .with_graceful_shutdown(shutdown())
+                    .await
+                    .context("serving the API")?,
+                Some(config) => {
+                    axum::serve(crate::api::tls::TlsListener::new(listener, config)?, router)
+                        .with_graceful_shutdown(shutdown())
+                        .await
+                        .context("serving the API over TLS")?
+                }
+            }
             // Runs in flight stay as the store has them; the next start resumes them.
             println!("medic stopped; unfinished runs resume at the next start");
             Ok(exit::SUCCEEDED)
         }
+        Command::Token { command } => token(&env, command).await,
         Command::Resume { run } => {
             let exec = env.executor()?;
             let one = run.is_some();
@@ -415,6 +508,57 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             bail!("plans are registered on a medic server: pass --server URL (or set MEDIC_SERVER)")
         }
     }
+}
+
+/// `medic token create | list | revoke`, on the local database.
+async fn token(env: &Env, command: TokenCommand) -> Result<u8> {
+    let store = env.store()?;
+    let now = SystemClock.now_ms();
+    match command {
+        TokenCommand::Create { name, role } => {
+            crate::api::check_token_name(&name).map_err(anyhow::Error::msg)?;
+            let (secret, hash) = crate::api::new_token().map_err(anyhow::Error::msg)?;
+            store.create_token(&name, role.as_str(), &hash, now).await?;
+            // The secret alone on stdout, so `TOKEN=$(medic token create ...)` works.
+            eprintln!("token `{name}` ({role}) created; its secret is shown only now, store it:");
+            println!("{secret}");
+        }
+        TokenCommand::List { json } => {
+            let tokens = store.tokens().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&tokens)?);
+            } else {
+                println!(
+                    "{:<24} {:<9} {:<20} {:<20} STATE",
+                    "NAME", "ROLE", "CREATED", "LAST USED"
+                );
+                for t in tokens {
+                    println!(
+                        "{:<24} {:<9} {:<20} {:<20} {}",
+                        t.name,
+                        t.role,
+                        stamp(t.created_at),
+                        t.last_used_at.map(stamp).unwrap_or("never".into()),
+                        match t.revoked_at {
+                            Some(at) => format!("revoked {}", stamp(at)),
+                            None => "live".into(),
+                        }
+                    );
+                }
+            }
+        }
+        TokenCommand::Revoke { name } => {
+            store.revoke_token(&name, now).await?;
+            println!("token `{name}` revoked; calls with it get 401 from now on");
+        }
+    }
+    Ok(exit::SUCCEEDED)
+}
+
+/// A timestamp as RFC 3339 (UTC, seconds).
+fn stamp(at: i64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(at.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -149,6 +149,9 @@ pub(super) fn print_show(view: &Value) {
         run["plan_name"].as_str().unwrap_or("?"),
         run["status"].as_str().unwrap_or("?")
     );
+    if let Some(by) = run["submitted_by"].as_str() {
+        println!("submitted by: {by}");
+    }
     if let Some(r) = run["reason"].as_str() {
         println!("reason: {r}");
     }

@@ -148,6 +148,21 @@ pub async fn post_command(
     Ok(())
 }
 
+/// The plan of a stored run, parsed again from its canonical JSON.
+pub fn stored_plan(stored: &store::StoredRun) -> Result<Plan, Error> {
+    let run = &stored.summary.id;
+    plan::parse(
+        &format!("run {run}"),
+        &stored.plan_source,
+        plan::Format::Json,
+        None,
+    )
+    .map_err(|diagnostics| Error::StoredPlan {
+        run: run.clone(),
+        diagnostics,
+    })
+}
+
 /// One committed log entry of a run, for whoever watches (the CLI's progress lines,
 /// later the API's event stream). Sent only after the entry is durable.
 #[derive(Debug, Clone)]
@@ -217,16 +232,18 @@ impl<I: Invoker> Executor<I> {
     /// Stores the plan and a new run of it with bound `params`, owned by this
     /// process. Returns the run id; `drive` runs it.
     pub async fn create(&self, plan: &Plan, params: Value) -> Result<String, Error> {
-        Ok(self.submit(plan, params, None).await?.0)
+        Ok(self.submit(plan, params, None, None).await?.0)
     }
 
     /// Like `create`, but a second submission with the same `idempotency_key` gets the
-    /// first one's run back (and `false`) instead of a new run.
+    /// first one's run back (and `false`) instead of a new run. `submitted_by` is the
+    /// name of the API token that asked for the run.
     pub async fn submit(
         &self,
         plan: &Plan,
         params: Value,
         idempotency_key: Option<&str>,
+        submitted_by: Option<&str>,
     ) -> Result<(String, bool), Error> {
         let id = new_run_id(self.now());
         let state = RunState::new(id, params, plan.steps.len());
@@ -240,6 +257,7 @@ impl<I: Invoker> Executor<I> {
                 step_ids: plan.steps.iter().map(|s| s.id.as_str()).collect(),
                 state: &state,
                 owner: Some(self.inner.node.id()),
+                submitted_by,
                 idempotency_key,
                 at: self.now(),
             })
@@ -293,16 +311,7 @@ impl<I: Invoker> Executor<I> {
     async fn drive_inner(&self, run_id: &str) -> Result<RunStatus, Error> {
         let inner = &self.inner;
         let stored = inner.store.load_run(run_id).await?;
-        let plan = plan::parse(
-            &format!("run {run_id}"),
-            &stored.plan_source,
-            plan::Format::Json,
-            None,
-        )
-        .map_err(|diagnostics| Error::StoredPlan {
-            run: run_id.into(),
-            diagnostics,
-        })?;
+        let plan = stored_plan(&stored)?;
         if plan.steps.len() != stored.state.steps.len() {
             return Err(Error::Mismatch {
                 run: run_id.into(),

@@ -105,6 +105,9 @@ pub struct Approval {
     pub prompt: String,
     pub timeout: Option<Duration>,
     pub on_timeout: ApprovalTimeout,
+    /// Whether the API token that submitted the run may answer this step itself
+    /// (by default a second person must).
+    pub allow_self_approval: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -84,6 +84,7 @@ pub(crate) struct RawApproval {
     pub prompt: String,
     pub timeout: Option<String>,
     pub on_timeout: Option<RawOnTimeout>,
+    pub allow_self_approval: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

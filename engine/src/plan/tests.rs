@@ -94,6 +94,7 @@ fn example_plan_is_valid_with_and_without_the_catalog() {
             prompt: "Counters on ${{ params.server }} bumped by ${{ params.amount }} (reads check: ${{ steps['reachable'].status }}). Keep them?".into(),
             timeout: Some(Duration::from_secs(1800)),
             on_timeout: ApprovalTimeout::Reject,
+            allow_self_approval: false,
         })
     );
 }
@@ -120,7 +121,7 @@ steps:
     when: "${{ params.lag_limit > 5 }}"
   - id: approve
     needs: [pause-writes, pause-writes]
-    approval: { prompt: "Go?", on_timeout: approve }
+    approval: { prompt: "Go?", on_timeout: approve, allow_self_approval: true }
 "#;
     let plan = parse("x.yaml", text, Format::Yaml, Some(&Probe)).unwrap();
     assert_eq!(plan.description.as_deref(), Some("Resync a replica"));
@@ -197,7 +198,8 @@ steps:
         StepKind::Approval(Approval {
             prompt: "Go?".into(),
             timeout: None,
-            on_timeout: ApprovalTimeout::Approve
+            on_timeout: ApprovalTimeout::Approve,
+            allow_self_approval: true,
         })
     );
 }
@@ -279,6 +281,18 @@ steps:
 }
 
 const HEAD: &str = "apiVersion: medic/v1\nkind: RecoveryPlan\nmetadata: { name: t }\nplugins: { probe: { use: probe@0.1 } }\n";
+
+#[test]
+fn allow_self_approval_must_be_a_boolean() {
+    let text = format!(
+        "{HEAD}steps:\n  - id: ok\n    approval: {{ prompt: go, allow_self_approval: \"yes\" }}\n"
+    );
+    let errors = errors(&text);
+    assert!(
+        errors.contains("steps[0].approval.allow_self_approval") && errors.contains("boolean"),
+        "{errors}"
+    );
+}
 
 #[test]
 fn unknown_needs_and_duplicate_ids_are_named() {

@@ -555,6 +555,7 @@ fn build_step(
                 prompt,
                 timeout,
                 on_timeout,
+                allow_self_approval,
             }),
         ) => StepKind::Approval(Approval {
             prompt: prompt.clone(),
@@ -563,6 +564,7 @@ fn build_step(
                 Some(RawOnTimeout::Approve) => ApprovalTimeout::Approve,
                 Some(RawOnTimeout::Reject) | None => ApprovalTimeout::Reject,
             },
+            allow_self_approval: allow_self_approval.unwrap_or(false),
         }),
         // Neither or both: the schema check has said so.
         _ => return None,

@@ -5,6 +5,7 @@
 //! runs share one fsync, and no caller hears "done" before its commit is durable.
 //! Nothing here blocks the tokio runtime.
 
+mod auth;
 mod schema;
 mod writer;
 
@@ -16,6 +17,8 @@ use serde_json::Value;
 
 use crate::run::{Entry, Ms, RunState, RunStatus, StepState, StepStatus, Stop};
 use writer::Writer;
+
+pub use auth::{AuditEntry, AuditRow, TokenRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -46,6 +49,12 @@ pub enum Error {
     Corrupt { what: &'static str, detail: String },
     #[error("the store's writer thread has stopped")]
     Closed,
+    #[error(
+        "a token named `{0}` exists already; pick another name, or revoke it first (`medic token revoke {0}`)"
+    )]
+    TokenExists(String),
+    #[error("no live token named `{0}`; `medic token list` shows them")]
+    TokenNotFound(String),
 }
 
 fn sql(context: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
@@ -63,6 +72,8 @@ pub struct RunSummary {
     pub status: RunStatus,
     pub reason: Option<String>,
     pub owner: Option<String>,
+    /// The API token (its name) that submitted the run; none for `medic run`.
+    pub submitted_by: Option<String>,
     pub created_at: Ms,
     pub updated_at: Ms,
 }
@@ -137,6 +148,8 @@ pub struct NewRun<'a> {
     pub step_ids: Vec<&'a str>,
     pub state: &'a RunState,
     pub owner: Option<&'a str>,
+    /// The name of the API token that submitted the run.
+    pub submitted_by: Option<&'a str>,
     /// A client's `Idempotency-Key`: if a run was already created under it, that run
     /// is returned instead of creating another.
     pub idempotency_key: Option<&'a str>,
@@ -202,6 +215,7 @@ impl Store {
         let state = new.state.clone();
         let ids: Vec<String> = new.step_ids.iter().map(|s| s.to_string()).collect();
         let owner = new.owner.map(str::to_owned);
+        let submitted_by = new.submitted_by.map(str::to_owned);
         let key = new.idempotency_key.map(str::to_owned);
         let at = new.at;
         self.writer
@@ -221,9 +235,9 @@ impl Store {
                 )
                 .map_err(sql("storing the plan"))?;
                 conn.execute(
-                    "INSERT INTO runs (id, plan_hash, plan_name, params, status, stop, reason, owner, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, NULL, NULL, ?6, ?7, ?7)",
-                    params![state.id, plan.0, plan.1, state.params.to_string(), state.status.as_str(), owner, at],
+                    "INSERT INTO runs (id, plan_hash, plan_name, params, status, stop, reason, owner, submitted_by, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, NULL, NULL, ?6, ?7, ?8, ?8)",
+                    params![state.id, plan.0, plan.1, state.params.to_string(), state.status.as_str(), owner, submitted_by, at],
                 )
                 .map_err(sql("creating the run"))?;
                 let mut stmt = conn
@@ -264,10 +278,10 @@ impl Store {
                     |row| {
                         Ok((
                             summary(row)?,
-                            row.get::<_, String>(8)?,
-                            row.get::<_, Option<String>>(9)?,
-                            row.get::<_, String>(10)?,
-                            row.get::<_, i64>(11)?,
+                            row.get::<_, String>(RUN_COLUMN_COUNT)?,
+                            row.get::<_, Option<String>>(RUN_COLUMN_COUNT + 1)?,
+                            row.get::<_, String>(RUN_COLUMN_COUNT + 2)?,
+                            row.get::<_, i64>(RUN_COLUMN_COUNT + 3)?,
                         ))
                     },
                 )
@@ -568,8 +582,9 @@ pub fn measure_commit_latency(dir: &Path, n: usize) -> Result<Vec<std::time::Dur
     Ok(out)
 }
 
-const RUN_COLUMNS: &str =
-    "r.id, r.plan_name, r.plan_hash, r.status, r.reason, r.owner, r.created_at, r.updated_at";
+const RUN_COLUMNS: &str = "r.id, r.plan_name, r.plan_hash, r.status, r.reason, r.owner, r.created_at, r.updated_at, r.submitted_by";
+/// How many columns [`RUN_COLUMNS`] selects: a query's own columns come after them.
+const RUN_COLUMN_COUNT: usize = 9;
 
 fn summary(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<RunSummary>> {
     let status: String = row.get(3)?;
@@ -581,6 +596,7 @@ fn summary(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<RunSummary>> {
             status,
             reason: row.get(4)?,
             owner: row.get(5)?,
+            submitted_by: row.get(8)?,
             created_at: row.get(6)?,
             updated_at: row.get(7)?,
         }),

@@ -93,6 +93,34 @@ CREATE TABLE submissions (
 );
 ";
 
+/// Auth of `medic serve`: API tokens (only the sha256 of each secret is kept), the
+/// audit log of mutating calls, and who submitted each run. A revoked token keeps its
+/// row, so audit entries still name it; its name can be given to a new token.
+const V3_AUTH: &str = "
+CREATE TABLE tokens (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    hash TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    last_used_at INTEGER,
+    revoked_at INTEGER
+);
+CREATE UNIQUE INDEX tokens_live_name ON tokens(name) WHERE revoked_at IS NULL;
+CREATE TABLE audit (
+    id INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    token TEXT,
+    role TEXT,
+    method TEXT NOT NULL,
+    path TEXT NOT NULL,
+    run_id TEXT,
+    step_id TEXT,
+    status INTEGER NOT NULL
+);
+ALTER TABLE runs ADD COLUMN submitted_by TEXT;
+";
+
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), rusqlite_migration::Error> {
-    Migrations::new(vec![M::up(V1), M::up(V2)]).to_latest(conn)
+    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3_AUTH)]).to_latest(conn)
 }

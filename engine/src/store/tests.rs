@@ -17,6 +17,7 @@ async fn fixture() -> (tempfile::TempDir, Store, RunState) {
             step_ids: vec!["a", "b"],
             state: &state,
             owner: Some("n1"),
+            submitted_by: Some("alice"),
             idempotency_key: None,
             at: 10,
         })
@@ -170,4 +171,83 @@ async fn claim_only_takes_a_run_from_the_expected_owner_and_commands_are_consume
         store.load_run("nope").await,
         Err(Error::RunNotFound(_))
     ));
+}
+
+#[tokio::test]
+async fn a_run_keeps_who_submitted_it() {
+    let (_dir, store, _) = fixture().await;
+    let run = store.load_run("r1").await.unwrap();
+    assert_eq!(run.summary.submitted_by.as_deref(), Some("alice"));
+    let listed = store.list_runs(None, 10).await.unwrap();
+    assert_eq!(listed[0].submitted_by.as_deref(), Some("alice"));
+    let detail = store.detail("r1").await.unwrap();
+    assert_eq!(detail["run"]["submitted_by"], "alice");
+}
+
+#[tokio::test]
+async fn tokens_are_found_by_hash_unique_while_live_and_revoked_at_once() {
+    let (_dir, store, _) = fixture().await;
+    store
+        .create_token("alice", "approver", "h-alice", 1)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.create_token("alice", "viewer", "h-other", 2).await,
+        Err(Error::TokenExists(name)) if name == "alice"
+    ));
+    let found = store.live_token("h-alice").await.unwrap().unwrap();
+    assert_eq!(
+        (found.name.as_str(), found.role.as_str()),
+        ("alice", "approver")
+    );
+    assert_eq!(store.live_token("h-other").await.unwrap(), None);
+
+    store.touch_token("alice", 5).await.unwrap();
+    store.revoke_token("alice", 6).await.unwrap();
+    assert_eq!(store.live_token("h-alice").await.unwrap(), None);
+    assert!(matches!(
+        store.revoke_token("alice", 7).await,
+        Err(Error::TokenNotFound(_))
+    ));
+    // The name is free again; the revoked row stays for the audit log's sake.
+    store
+        .create_token("alice", "viewer", "h-alice-2", 8)
+        .await
+        .unwrap();
+    let tokens = store.tokens().await.unwrap();
+    assert_eq!(
+        tokens
+            .iter()
+            .map(|t| (t.role.as_str(), t.last_used_at, t.revoked_at))
+            .collect::<Vec<_>>(),
+        [("viewer", None, None), ("approver", Some(5), Some(6))]
+    );
+}
+
+#[tokio::test]
+async fn the_audit_log_reads_newest_first() {
+    let (_dir, store, _) = fixture().await;
+    for (i, status) in [401u16, 202].into_iter().enumerate() {
+        store
+            .record_audit(AuditEntry {
+                at: i as i64,
+                token: (status != 401).then(|| "bob".into()),
+                role: (status != 401).then(|| "approver".into()),
+                method: "POST".into(),
+                path: "/v1/runs/r1/steps/a/approve".into(),
+                run_id: Some("r1".into()),
+                step_id: Some("a".into()),
+                status,
+            })
+            .await
+            .unwrap();
+    }
+    let rows = store.audit(10).await.unwrap();
+    assert_eq!(
+        rows.iter()
+            .map(|r| (r.status, r.token.as_deref()))
+            .collect::<Vec<_>>(),
+        [(202, Some("bob")), (401, None)]
+    );
+    assert_eq!(store.audit(1).await.unwrap().len(), 1);
 }

@@ -4,120 +4,14 @@
 
 use std::time::Duration;
 
-use medic_tests::{CounterTarget, Medic, Running, plan, poll_until};
+use medic_tests::{CounterTarget, Medic, Server, plan, poll_until};
 use serde_json::{Value, json};
 
-/// A `medic serve` on a free port of 127.0.0.1.
-struct Server {
-    running: Running,
-    base: String,
-    http: ureq::Agent,
-}
-
-impl Server {
-    fn start(medic: &Medic) -> Server {
-        let mut running = medic.spawn(["serve", "--listen", "127.0.0.1:0"]);
-        let base = running.wait_for_line(
-            Duration::from_secs(30),
-            "the `medic serving on` line",
-            |l| {
-                l.strip_prefix("medic serving on ")
-                    .and_then(|rest| rest.split_whitespace().next())
-                    .map(str::to_owned)
-            },
-        );
-        // Status codes are what these tests check, so they are not errors to ureq.
-        let http = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        Server {
-            running,
-            base,
-            http,
-        }
-    }
-
-    fn post(&self, path: &str, headers: &[(&str, &str)], body: &Value) -> (u16, String, Value) {
-        let mut req = self.http.post(format!("{}{path}", self.base));
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        reply(req.send_json(body))
-    }
-
-    fn post_raw(&self, path: &str, body: &str) -> (u16, String, Value) {
-        reply(
-            self.http
-                .post(format!("{}{path}", self.base))
-                .content_type("application/json")
-                .send(body),
-        )
-    }
-
-    fn get(&self, path: &str) -> (u16, String, Value) {
-        reply(self.http.get(format!("{}{path}", self.base)).call())
-    }
-
-    /// The run's SSE stream, read to its end (the server ends it when the run ends).
-    fn events(&self, run: &str, last_event_id: Option<&str>) -> Vec<(String, String, Value)> {
-        let mut req = self.http.get(format!("{}/v1/runs/{run}/events", self.base));
-        if let Some(id) = last_event_id {
-            req = req.header("Last-Event-ID", id);
-        }
-        let mut resp = req.call().expect("SSE request");
-        assert_eq!(resp.status().as_u16(), 200);
-        let text = resp.body_mut().read_to_string().expect("SSE body");
-        text.split("\n\n")
-            .filter(|block| block.contains("data:"))
-            .map(|block| {
-                let field = |name: &str| {
-                    block
-                        .lines()
-                        .find_map(|l| l.strip_prefix(name))
-                        .map(|v| v.trim().to_owned())
-                        .unwrap_or_default()
-                };
-                let data = serde_json::from_str(&field("data:")).expect("event data is JSON");
-                (field("id:"), field("event:"), data)
-            })
-            .collect()
-    }
-
-    fn wait_status(&self, run: &str, status: &str) -> Value {
-        poll_until(
-            Duration::from_secs(30),
-            &format!("run {run} {status}"),
-            || {
-                let (_, _, view) = self.get(&format!("/v1/runs/{run}"));
-                (view["run"]["status"] == status).then_some(view)
-            },
-            || {
-                format!(
-                    "{}\n{}",
-                    self.get(&format!("/v1/runs/{run}")).2,
-                    self.running.describe()
-                )
-            },
-        )
-    }
-}
-
-fn reply(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, String, Value) {
-    let mut resp = r.expect("HTTP request to medic serve");
-    let status = resp.status().as_u16();
-    let ctype = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let text = resp.body_mut().read_to_string().expect("response body");
-    (
-        status,
-        ctype,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+/// `medic serve` with a fresh admin token (the default: tokens required); auth
+/// itself is tested in `auth.rs`.
+fn start(medic: &Medic) -> (Server, String) {
+    let token = medic.create_token("test-admin", "admin");
+    (Server::start(medic, Some(&token), &[]), token)
 }
 
 fn counters_body(target: &CounterTarget, params: &[(&str, Value)]) -> Value {
@@ -133,7 +27,7 @@ fn counters_body(target: &CounterTarget, params: &[(&str, Value)]) -> Value {
 fn a_submitted_run_completes_once_even_when_submitted_twice_with_one_key() {
     let medic = Medic::new();
     let target = CounterTarget::start();
-    let server = Server::start(&medic);
+    let (server, _) = start(&medic);
     let body = counters_body(&target, &[]);
     let key = [("Idempotency-Key", "deploy-42")];
     let (status, _, first) = server.post("/v1/runs", &key, &body);
@@ -165,7 +59,7 @@ fn a_submitted_run_completes_once_even_when_submitted_twice_with_one_key() {
 fn the_event_stream_replays_in_order_and_resumes_after_last_event_id() {
     let medic = Medic::new();
     let target = CounterTarget::start();
-    let server = Server::start(&medic);
+    let (server, _) = start(&medic);
     let (status, _, created) = server.post("/v1/runs", &[], &counters_body(&target, &[]));
     assert_eq!(status, 201, "{created}");
     let run = created["id"].as_str().unwrap().to_owned();
@@ -192,7 +86,7 @@ fn the_event_stream_replays_in_order_and_resumes_after_last_event_id() {
 #[test]
 fn bad_input_gets_a_specific_problem_and_nothing_is_stored() {
     let medic = Medic::new();
-    let server = Server::start(&medic);
+    let (server, _) = start(&medic);
     let (status, ctype, body) = server.post_raw("/v1/runs", "{bad");
     assert_eq!(
         (status, ctype.as_str()),
@@ -239,7 +133,7 @@ fn bad_input_gets_a_specific_problem_and_nothing_is_stored() {
 fn commands_are_checked_against_the_run_and_a_held_step_is_retried_over_http() {
     let medic = Medic::new();
     let target = CounterTarget::start();
-    let server = Server::start(&medic);
+    let (server, token) = start(&medic);
     // bump-a sleeps 3 s before its effect: long enough to SIGKILL the server there.
     let (_, _, created) = server.post(
         "/v1/runs",
@@ -278,7 +172,7 @@ fn commands_are_checked_against_the_run_and_a_held_step_is_retried_over_http() {
 
     // A new server takes the orphaned run over at start-up: bump-a's mutating attempt
     // was in flight and its effect is not there, so the step is held, not re-run.
-    let server = Server::start(&medic);
+    let server = Server::start(&medic, Some(&token), &[]);
     let view = server.wait_status(&run, "held");
     assert!(
         view["run"]["reason"]

@@ -67,7 +67,7 @@ fn assert_each_event_printed_once(server: &Server, run: &str, out: &Finished) {
 fn run_goes_to_the_server_prints_each_event_once_and_exits_with_the_runs_outcome() {
     let medic = Medic::new();
     let target = CounterTarget::start();
-    let server = Server::start(&medic);
+    let server = Server::open(&medic);
     let out = medic.remote(
         server.url(),
         plan_args(&["run"], &plan("counters.yaml"), &target, &[]),
@@ -140,7 +140,7 @@ fn run_goes_to_the_server_prints_each_event_once_and_exits_with_the_runs_outcome
 fn a_submit_whose_answer_is_lost_is_sent_again_with_the_same_key_and_makes_one_run() {
     let medic = Medic::new();
     let target = CounterTarget::start();
-    let server = Server::start(&medic);
+    let server = Server::open(&medic);
     let proxy = Proxy::start(server.url(), Fault::LoseFirstSubmitAnswer);
     let out = medic.remote(
         proxy.url(),
@@ -186,7 +186,7 @@ fn a_submit_whose_answer_is_lost_is_sent_again_with_the_same_key_and_makes_one_r
 fn a_cut_event_stream_is_resumed_after_the_last_event_seen() {
     let medic = Medic::new();
     let target = CounterTarget::start();
-    let server = Server::start(&medic);
+    let server = Server::open(&medic);
     let proxy = Proxy::start(server.url(), Fault::CutFirstEventStream);
     // bump-a waits before its effect, so the run is still going when the cut comes.
     let out = medic.remote(
@@ -228,7 +228,7 @@ fn a_cut_event_stream_is_resumed_after_the_last_event_seen() {
 fn approvals_over_the_server_decide_the_run_the_client_is_following() {
     let medic = Medic::new();
     let target = CounterTarget::start();
-    let server = Server::start(&medic);
+    let server = Server::open(&medic);
     let url = server.url().to_owned();
     let mut following = medic.spawn_remote(
         &url,
@@ -299,7 +299,7 @@ fn approvals_over_the_server_decide_the_run_the_client_is_following() {
 fn cancel_over_the_server_undoes_the_run_and_ends_the_follower_with_exit_4() {
     let medic = Medic::new();
     let target = CounterTarget::start();
-    let server = Server::start(&medic);
+    let server = Server::open(&medic);
     let mut following = medic.spawn_remote(
         server.url(),
         plan_args(&["run"], &plan("approval.yaml"), &target, &[]),
@@ -326,7 +326,7 @@ fn cancel_over_the_server_undoes_the_run_and_ends_the_follower_with_exit_4() {
 fn ctrl_c_stops_following_and_leaves_the_run_going_at_the_server() {
     let medic = Medic::new();
     let target = CounterTarget::start();
-    let server = Server::start(&medic);
+    let server = Server::open(&medic);
     let mut following = medic.spawn_remote(
         server.url(),
         plan_args(&["run"], &plan("approval.yaml"), &target, &[]),
@@ -351,7 +351,7 @@ fn ctrl_c_stops_following_and_leaves_the_run_going_at_the_server() {
 fn runs_list_and_show_over_the_server_read_the_servers_runs() {
     let medic = Medic::new();
     let target = CounterTarget::start();
-    let server = Server::start(&medic);
+    let server = Server::open(&medic);
     let ok = started_id(&medic.remote(
         server.url(),
         plan_args(&["run"], &plan("counters.yaml"), &target, &[]),
@@ -409,7 +409,7 @@ fn runs_list_and_show_over_the_server_read_the_servers_runs() {
 fn validate_over_the_server_reports_every_problem_with_path_and_position() {
     let medic = Medic::new();
     let target = CounterTarget::start();
-    let server = Server::start(&medic);
+    let server = Server::open(&medic);
     let out = medic.remote(
         server.url(),
         plan_args(&["validate"], &plan("counters.yaml"), &target, &[]),
@@ -463,7 +463,7 @@ fn validate_over_the_server_reports_every_problem_with_path_and_position() {
 fn refusals_and_an_unreachable_server_say_what_happened_and_exit_2_or_1() {
     let medic = Medic::new();
     let target = CounterTarget::start();
-    let server = Server::start(&medic);
+    let server = Server::open(&medic);
     let out = medic.remote(server.url(), ["runs", "show", "r-nope"]);
     out.expect_code(exit::INVALID, String::new);
     assert!(
@@ -617,7 +617,7 @@ fn plans_and_run_by_name_need_a_server() {
 fn a_follower_survives_a_server_restart_and_retry_and_skip_resolve_held_steps() {
     let medic = Medic::new();
     let target = CounterTarget::start();
-    let server = Server::start(&medic);
+    let server = Server::open(&medic);
     let url = server.url().to_owned();
     // bump-a sleeps before its effect: the server is SIGKILLed while it is in flight,
     // so after the restart bump-a's effect cannot be confirmed and the run is held.
@@ -649,7 +649,7 @@ fn a_follower_survives_a_server_restart_and_retry_and_skip_resolve_held_steps() 
     let Server { running, .. } = server;
     running.kill();
 
-    let server = Server::start_at(&medic, url.strip_prefix("http://").unwrap());
+    let server = Server::open_at(&medic, url.strip_prefix("http://").unwrap());
     let done = following.wait(Duration::from_secs(60));
     done.expect_code(exit::HELD, || server.describe(&retried));
     assert!(done.stderr.contains("reconnecting to follow run"), "{done}");
@@ -692,7 +692,7 @@ fn body_of(path: &Path) -> String {
 fn plans_register_list_show_and_run_by_name() {
     let medic = Medic::new();
     let target = CounterTarget::start();
-    let server = Server::start(&medic);
+    let server = Server::open(&medic);
     let url = server.url();
     let file = plan("counters.yaml");
     let out = medic.remote(
@@ -795,7 +795,7 @@ fn plans_register_list_show_and_run_by_name() {
 fn resume_over_the_server_carries_on_a_run_whose_process_died() {
     let medic = Medic::new();
     let target = CounterTarget::start();
-    let server = Server::start(&medic);
+    let server = Server::open(&medic);
     // A local `medic run` on the server's data dir dies while the read-only
     // slow-check is in flight; the server (already up) does not own the run.
     let mut local = medic.spawn(plan_args(
@@ -837,22 +837,14 @@ fn resume_over_the_server_carries_on_a_run_whose_process_died() {
 }
 
 #[test]
-#[ignore = "needs API auth (issue 4, auth branch): `medic token create`, roles"]
 fn a_real_server_with_auth_takes_the_token_and_says_which_role_is_missing() {
     let medic = Medic::new();
     let target = CounterTarget::start();
-    let create = |name: &str, role: &str| {
-        let out = medic.run(["token", "create", "--name", name, "--role", role]);
-        out.expect_code(exit::SUCCEEDED, String::new);
-        out.stdout
-            .lines()
-            .last()
-            .unwrap_or_default()
-            .trim()
-            .to_owned()
-    };
-    let (viewer, operator) = (create("ann", "viewer"), create("ops", "operator"));
-    let server = Server::start(&medic);
+    let (viewer, operator) = (
+        medic.create_token("ann", "viewer"),
+        medic.create_token("ops", "operator"),
+    );
+    let server = Server::start(&medic, None, &[]);
     let url = server.url();
     let out = medic.remote(url, ["runs", "list"]);
     out.expect_code(exit::INVALID, String::new);

@@ -115,6 +115,9 @@ impl Remote {
             Command::Serve { .. } => {
                 bail!("`medic serve` runs a server; it does not take --server (unset MEDIC_SERVER)")
             }
+            Command::Token { .. } => bail!(
+                "`medic token` works on medic's host, against its database: run it there without --server (unset MEDIC_SERVER)"
+            ),
         }
     }
 

@@ -145,7 +145,13 @@ async fn health() -> &'static str {
         (status = 500, description = "the database does not answer", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn ready(State(s): Shared) -> Result<&'static str, ApiError> {
-    s.exec.store().list_runs(None, 1).await?;
+    s.exec
+        .store()
+        .list_runs(&crate::store::RunFilter {
+            limit: 1,
+            ..Default::default()
+        })
+        .await?;
     Ok("ready")
 }
 

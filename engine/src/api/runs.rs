@@ -118,7 +118,11 @@ pub(super) async fn list(
     let runs = s
         .exec
         .store()
-        .list_runs(status, q.limit.unwrap_or(50).min(1000))
+        .list_runs(&crate::store::RunFilter {
+            status,
+            limit: q.limit.unwrap_or(50).min(1000),
+            ..Default::default()
+        })
         .await?;
     Ok(Json(json!({ "runs": runs })))
 }

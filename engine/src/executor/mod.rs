@@ -228,6 +228,18 @@ impl<I: Invoker> Executor<I> {
         params: Value,
         idempotency_key: Option<&str>,
     ) -> Result<(String, bool), Error> {
+        self.submit_version(plan, None, params, idempotency_key)
+            .await
+    }
+
+    /// Like `submit`, for a plan from the registry: the run records `version`.
+    pub async fn submit_version(
+        &self,
+        plan: &Plan,
+        version: Option<u32>,
+        params: Value,
+        idempotency_key: Option<&str>,
+    ) -> Result<(String, bool), Error> {
         let id = new_run_id(self.now());
         let state = RunState::new(id, params, plan.steps.len());
         Ok(self
@@ -235,6 +247,7 @@ impl<I: Invoker> Executor<I> {
             .store
             .create_run(NewRun {
                 plan_name: &plan.name,
+                plan_version: version,
                 plan_hash: &plan.hash,
                 plan_source: &plan.canonical,
                 step_ids: plan.steps.iter().map(|s| s.id.as_str()).collect(),

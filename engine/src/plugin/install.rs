@@ -120,6 +120,15 @@ impl Host {
     /// from then on use the new plugin; calls in flight finish on the old one.
     pub async fn install(&self, bytes: Vec<u8>, force: bool) -> Result<Install, Error> {
         let not_installable = |message: String| Error::NotInstallable { message };
+        // The engine also reads WebAssembly text, whose parse errors would only confuse
+        // someone who uploaded the wrong file.
+        if !bytes.starts_with(b"\0asm") {
+            return Err(not_installable(
+                "the body is not a WebAssembly binary (it does not start with `\\0asm`); send \
+                 the plugin's .wasm file, e.g. plugins/dist/NAME.wasm"
+                    .to_string(),
+            ));
+        }
         let sha256 = hex(&Sha256::digest(&bytes));
         let loaded = match self
             .compile(bytes.clone(), "(uploaded)", "the uploaded component")
@@ -164,7 +173,7 @@ impl Host {
                     manifest: m.clone(),
                     path: self.find(&name)?,
                     outcome: InstallOutcome::Unchanged,
-                    previous: Some(m.version.clone()),
+                    previous: None,
                 });
             }
             Some(Ok(m)) => {

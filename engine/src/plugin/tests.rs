@@ -636,6 +636,12 @@ async fn install_writes_into_the_first_dir_upgrades_and_refuses_downgrades_unles
         }
         other => panic!("garbage must not install: {other:?}"),
     }
+    match host.install(b"(module)".to_vec(), false).await {
+        Err(Error::NotInstallable { message }) => {
+            assert!(message.contains("not a WebAssembly binary"), "{message}")
+        }
+        other => panic!("text must not install: {other:?}"),
+    }
     let names: Vec<_> = std::fs::read_dir(&mine)
         .unwrap()
         .map(|e| e.unwrap().file_name())

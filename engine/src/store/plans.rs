@@ -214,6 +214,9 @@ impl Store {
                     )
                     .map_err(sql("reading the plan's latest version"))?;
                 return Err(match (latest, version) {
+                    (Some(1), Some(v)) => Error::PlanNotFound(format!(
+                        "plan `{name}` has no version {v}; its only version is 1"
+                    )),
                     (Some(latest), Some(v)) => Error::PlanNotFound(format!(
                         "plan `{name}` has no version {v}; its versions are 1 to {latest}"
                     )),

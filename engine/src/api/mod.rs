@@ -5,15 +5,20 @@
 //! Every route is registered through [`utoipa_axum`]'s `routes!` with a
 //! `#[utoipa::path]` on its handler, so the OpenAPI document served at
 //! `/openapi.json` is generated from the same table the router is built from.
+//! `/metrics` serves Prometheus metrics; every answered request is counted there by
+//! its route template.
 
 mod error;
 mod plans;
+mod plugins;
 mod runs;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use axum::extract::State;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -93,7 +98,8 @@ impl AppState {
     tags(
         (name = "runs", description = "Submit, watch and steer runs of plans"),
         (name = "plans", description = "Plan documents: validate and register versions"),
-        (name = "service", description = "Health, readiness and this document"),
+        (name = "plugins", description = "Installed plugins: list, inspect, install"),
+        (name = "service", description = "Health, readiness, metrics and this document"),
     )
 )]
 struct ApiDoc;
@@ -104,12 +110,19 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(health))
         .routes(routes!(ready))
         .routes(routes!(openapi_json))
+        .routes(routes!(metrics))
         .routes(routes!(plans::validate))
+        .routes(routes!(plans::register, plans::list))
+        .routes(routes!(plans::show))
+        .routes(routes!(plans::version))
         .routes(routes!(runs::submit, runs::list))
         .routes(routes!(runs::show))
         .routes(routes!(runs::events))
         .routes(routes!(runs::cancel))
+        .routes(routes!(runs::resume))
         .routes(routes!(runs::step_command))
+        .routes(routes!(plugins::list, plugins::install))
+        .routes(routes!(plugins::inspect))
 }
 
 /// The OpenAPI 3.1 document of every route [`router`] serves.
@@ -121,7 +134,25 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// problem+json 404 for any other path.
 pub fn router(state: Arc<AppState>) -> Router {
     let (router, _) = routes().split_for_parts();
-    router.fallback(no_route).with_state(state)
+    router
+        .fallback(no_route)
+        .layer(middleware::from_fn_with_state(state.clone(), count_request))
+        .with_state(state)
+}
+
+/// Counts every answered request by its route template (never the raw path, whose
+/// ids would make a series per run).
+async fn count_request(State(s): Shared, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let resp = next.run(req).await;
+    s.exec
+        .metrics()
+        .http_request(&route, resp.status().as_u16());
+    resp
 }
 
 async fn no_route(uri: axum::http::Uri) -> ApiError {
@@ -153,6 +184,28 @@ async fn ready(State(s): Shared) -> Result<&'static str, ApiError> {
         })
         .await?;
     Ok("ready")
+}
+
+/// Prometheus metrics (text exposition format 0.0.4): `medic_runs{status}` (from the
+/// database), `medic_step_duration_seconds`, `medic_plugin_call_duration_seconds`,
+/// `medic_queue_depth` and `medic_http_requests_total`; each `# HELP` line says
+/// exactly what is counted.
+#[utoipa::path(get, path = "/metrics", tag = "service",
+    responses(
+        (status = 200, description = "the metrics", body = String, content_type = "text/plain; version=0.0.4"),
+        (status = 500, description = "the database does not answer", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn metrics(State(s): Shared) -> Result<Response, ApiError> {
+    let runs = s.exec.store().count_runs().await?;
+    let text = s.exec.metrics().render(&runs);
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            crate::metrics::CONTENT_TYPE,
+        )],
+        text,
+    )
+        .into_response())
 }
 
 /// This document: OpenAPI 3.1, generated from the handlers.

@@ -5,13 +5,17 @@
 
 mod counter;
 mod medic;
+mod metrics;
 mod process;
+mod server;
 mod view;
 mod wait;
 
 pub use counter::{Applied, CounterTarget};
 pub use medic::{Finished, Medic, exit_code};
+pub use metrics::{Histogram, Scrape};
 pub use process::Running;
+pub use server::{Reply, Server};
 pub use view::{AttemptView, RunView, StepView};
 pub use wait::poll_until;
 

@@ -9,10 +9,18 @@ mod api;
 mod approval;
 #[path = "cli/crash.rs"]
 mod crash;
+#[path = "cli/metrics_api.rs"]
+mod metrics_api;
+#[path = "cli/plugins_api.rs"]
+mod plugins_api;
+#[path = "cli/registry.rs"]
+mod registry;
 #[path = "cli/rollback.rs"]
 mod rollback;
 #[path = "cli/run.rs"]
 mod run;
+#[path = "cli/runs_api.rs"]
+mod runs_api;
 #[path = "cli/validate.rs"]
 mod validate;
 

@@ -7,6 +7,7 @@ pub mod api;
 pub mod cli;
 pub mod dag;
 pub mod executor;
+pub mod metrics;
 pub mod plan;
 pub mod plugin;
 pub mod run;

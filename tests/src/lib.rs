@@ -5,6 +5,7 @@
 
 mod counter;
 mod medic;
+mod metrics;
 mod process;
 mod proxy;
 mod server;
@@ -14,6 +15,7 @@ mod wait;
 
 pub use counter::{Applied, CounterTarget};
 pub use medic::{Finished, Medic, exit_code};
+pub use metrics::{Histogram, Scrape};
 pub use process::Running;
 pub use proxy::{Fault, Proxy};
 pub use server::{Client, Reply, Server};

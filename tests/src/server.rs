@@ -2,6 +2,7 @@
 //! token (or none), over plain HTTP or HTTPS trusting one test certificate.
 
 use std::ops::Deref;
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -29,6 +30,7 @@ pub struct Reply {
     pub status: u16,
     pub content_type: String,
     pub www_authenticate: Option<String>,
+    pub location: Option<String>,
     /// The body as JSON, or as a JSON string if it is not JSON.
     pub body: Value,
 }
@@ -61,6 +63,21 @@ impl Server {
         Server::start_on(medic, "127.0.0.1:0", token, args, http)
     }
 
+    /// `medic serve` as deployed (tokens required), its client holding a fresh admin
+    /// token: for tests of what routes do rather than who may call them.
+    pub fn admin(medic: &Medic) -> Server {
+        let token = medic.create_token("test-admin", "admin");
+        Server::start(medic, Some(&token), &[])
+    }
+
+    /// Like [`Server::admin`], with `plugin_dirs` as the only plugin dirs (installs go
+    /// to the first) instead of the built plugins.
+    pub fn admin_with_plugin_dirs(medic: &Medic, plugin_dirs: &[&Path]) -> Server {
+        let token = medic.create_token("test-admin", "admin");
+        let cmd = medic.command_with_plugin_dirs(plugin_dirs, ["serve", "--listen", "127.0.0.1:0"]);
+        Server::started(medic.spawn_command(cmd), Some(&token), agent(None))
+    }
+
     fn start_on(
         medic: &Medic,
         listen: &str,
@@ -70,7 +87,10 @@ impl Server {
     ) -> Server {
         let mut all = vec!["serve", "--listen", listen];
         all.extend_from_slice(args);
-        let mut running = medic.spawn(all);
+        Server::started(medic.spawn(all), token, http)
+    }
+
+    fn started(mut running: Running, token: Option<&str>, http: ureq::Agent) -> Server {
         let base = running.wait_for_line(
             Duration::from_secs(30),
             "the `medic serving on` line",
@@ -206,6 +226,24 @@ impl Client {
         reply(req.send_json(body)).into()
     }
 
+    /// POSTs `body` as is, with `content_type`.
+    pub fn post_bytes(&self, path: &str, content_type: &str, body: &[u8]) -> (u16, String, Value) {
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .content_type(content_type);
+        if let Some(token) = &self.token {
+            req = req.header("Authorization", &format!("Bearer {token}"));
+        }
+        reply(req.send(body)).into()
+    }
+
+    /// POSTs JSON and returns the reply with its `Location` header.
+    pub fn post_located(&self, path: &str, body: &Value) -> (u16, Value, Option<String>) {
+        let reply = self.call("POST", path, Some(body));
+        (reply.status, reply.body, reply.location)
+    }
+
     pub fn post_raw(&self, path: &str, body: &str) -> (u16, String, Value) {
         let mut req = self
             .http
@@ -280,12 +318,14 @@ fn reply(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply {
     };
     let content_type = header("content-type").unwrap_or_default();
     let www_authenticate = header("www-authenticate");
+    let location = header("location");
     let status = resp.status().as_u16();
     let text = resp.body_mut().read_to_string().expect("response body");
     Reply {
         status,
         content_type,
         www_authenticate,
+        location,
         body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
     }
 }

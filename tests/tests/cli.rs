@@ -11,14 +11,22 @@ mod approval;
 mod auth;
 #[path = "cli/crash.rs"]
 mod crash;
+#[path = "cli/metrics_api.rs"]
+mod metrics_api;
 #[path = "cli/openapi.rs"]
 mod openapi;
+#[path = "cli/plugins_api.rs"]
+mod plugins_api;
+#[path = "cli/registry.rs"]
+mod registry;
 #[path = "cli/remote.rs"]
 mod remote;
 #[path = "cli/rollback.rs"]
 mod rollback;
 #[path = "cli/run.rs"]
 mod run;
+#[path = "cli/runs_api.rs"]
+mod runs_api;
 #[path = "cli/validate.rs"]
 mod validate;
 

@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 
 use crate::executor;
 use crate::plan::Diagnostics;
+use crate::plugin;
 use crate::store;
 
 /// RFC 9457 problem details: the body of every error response (documentation only;
@@ -47,6 +48,15 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    pub fn new(status: StatusCode, title: &'static str, detail: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            title,
+            detail: detail.into(),
+            errors: None,
+        }
+    }
+
     pub fn bad_request(detail: impl Into<String>) -> ApiError {
         ApiError {
             status: StatusCode::BAD_REQUEST,
@@ -94,6 +104,11 @@ impl ApiError {
             detail: detail.into(),
             errors: None,
         }
+    }
+
+    /// 409: the request does not fit the state of what it names.
+    pub fn conflict(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, "Not applicable now", detail)
     }
 
     /// 422 with every diagnostic, each with its field path and line/column.
@@ -161,7 +176,9 @@ impl From<JsonRejection> for ApiError {
 impl From<store::Error> for ApiError {
     fn from(e: store::Error) -> ApiError {
         match e {
-            store::Error::RunNotFound(_) => ApiError::not_found(e.to_string()),
+            store::Error::RunNotFound(_) | store::Error::PlanNotFound(_) => {
+                ApiError::not_found(e.to_string())
+            }
             e => ApiError::internal(e.to_string()),
         }
     }
@@ -172,12 +189,24 @@ impl From<executor::Error> for ApiError {
         match e {
             executor::Error::Store(e) => e.into(),
             executor::Error::UnknownStep { .. } => ApiError::not_found(e.to_string()),
-            executor::Error::NotApplicable(_) | executor::Error::Owned { .. } => ApiError {
-                status: StatusCode::CONFLICT,
-                title: "Not applicable now",
-                detail: e.to_string(),
-                errors: None,
-            },
+            executor::Error::NotApplicable(_) | executor::Error::Owned { .. } => {
+                ApiError::conflict(e.to_string())
+            }
+            e => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<plugin::Error> for ApiError {
+    fn from(e: plugin::Error) -> ApiError {
+        match e {
+            plugin::Error::NotFound { .. } => ApiError::not_found(e.to_string()),
+            plugin::Error::NotInstallable { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Not a medic plugin",
+                e.to_string(),
+            ),
+            plugin::Error::NotNewer { .. } => ApiError::conflict(e.to_string()),
             e => ApiError::internal(e.to_string()),
         }
     }

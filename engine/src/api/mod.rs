@@ -6,18 +6,23 @@
 //! `#[utoipa::path]` on its handler, so the OpenAPI document served at
 //! `/openapi.json` is generated from the same table the router is built from. The
 //! same table says which role each route needs (`auth::open` / `auth::needs`).
+//! `/metrics` serves Prometheus metrics; every answered request is counted there by
+//! its route template.
 
 mod audit;
 mod auth;
 mod error;
 mod plans;
+mod plugins;
 mod runs;
 pub mod tls;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use axum::extract::State;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -104,7 +109,8 @@ impl AppState {
     tags(
         (name = "runs", description = "Submit, watch and steer runs of plans"),
         (name = "plans", description = "Plan documents: validate and register versions"),
-        (name = "service", description = "Health, readiness and this document"),
+        (name = "plugins", description = "Installed plugins: list, inspect, install"),
+        (name = "service", description = "Health, readiness, metrics and this document"),
     )
 )]
 struct ApiDoc;
@@ -118,16 +124,25 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(open(routes!(health)))
         .routes(open(routes!(ready)))
         .routes(open(routes!(openapi_json)))
+        .routes(needs(Viewer, routes!(metrics)))
         .routes(needs(Operator, routes!(plans::validate)))
+        .routes(needs(Operator, routes!(plans::register)))
+        .routes(needs(Viewer, routes!(plans::list)))
+        .routes(needs(Viewer, routes!(plans::show)))
+        .routes(needs(Viewer, routes!(plans::version)))
         .routes(needs(Operator, routes!(runs::submit)))
         .routes(needs(Viewer, routes!(runs::list)))
         .routes(needs(Viewer, routes!(runs::show)))
         .routes(needs(Viewer, routes!(runs::events)))
         .routes(needs(Operator, routes!(runs::cancel)))
+        .routes(needs(Operator, routes!(runs::resume)))
         .routes(needs(Approver, routes!(runs::approve)))
         .routes(needs(Approver, routes!(runs::reject)))
         .routes(needs(Operator, routes!(runs::retry)))
         .routes(needs(Operator, routes!(runs::skip)))
+        .routes(needs(Viewer, routes!(plugins::list)))
+        .routes(needs(Viewer, routes!(plugins::inspect)))
+        .routes(needs(Admin, routes!(plugins::install)))
         .routes(needs(Admin, routes!(audit::list)))
 }
 
@@ -147,7 +162,24 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.clone(),
             auth::identify,
         ))
+        // Outermost, so refusals by auth are counted too.
+        .layer(middleware::from_fn_with_state(state.clone(), count_request))
         .with_state(state)
+}
+
+/// Counts every answered request by its route template (never the raw path, whose
+/// ids would make a series per run).
+async fn count_request(State(s): Shared, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let resp = next.run(req).await;
+    s.exec
+        .metrics()
+        .http_request(&route, resp.status().as_u16());
+    resp
 }
 
 async fn no_route(uri: axum::http::Uri) -> ApiError {
@@ -168,8 +200,36 @@ async fn health() -> &'static str {
         (status = 500, description = "the database does not answer", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn ready(State(s): Shared) -> Result<&'static str, ApiError> {
-    s.exec.store().list_runs(None, 1).await?;
+    s.exec
+        .store()
+        .list_runs(&crate::store::RunFilter {
+            limit: 1,
+            ..Default::default()
+        })
+        .await?;
     Ok("ready")
+}
+
+/// Prometheus metrics (text exposition format 0.0.4): `medic_runs{status}` (from the
+/// database), `medic_step_duration_seconds`, `medic_plugin_call_duration_seconds`,
+/// `medic_queue_depth` and `medic_http_requests_total`; each `# HELP` line says
+/// exactly what is counted.
+#[utoipa::path(get, path = "/metrics", tag = "service",
+    responses(
+        (status = 200, description = "the metrics", body = String, content_type = "text/plain; version=0.0.4"),
+        (status = 500, description = "the database does not answer", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn metrics(State(s): Shared) -> Result<Response, ApiError> {
+    let runs = s.exec.store().count_runs().await?;
+    let text = s.exec.metrics().render(&runs);
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            crate::metrics::CONTENT_TYPE,
+        )],
+        text,
+    )
+        .into_response())
 }
 
 /// This document: OpenAPI 3.1, generated from the handlers.

@@ -1,4 +1,5 @@
-//! Runs: submit (idempotently), list, show, steer, and stream their event logs.
+//! Runs: submit (idempotently, an inline plan or a registered one), list, show,
+//! steer, resume, and stream their event logs.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -12,15 +13,34 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{AuditRun, AuthMode, Caller};
-use super::plans::{PlanBody, check};
+use super::plans::{bind, check, check_text};
 use super::{ApiError, AppState, Problem, Shared};
-use crate::executor::{self, CommandKind};
+use crate::executor::{self, CommandKind, Submission};
 use crate::plan::StepKind;
-use crate::run::RunStatus;
+use crate::run::{Ms, RunStatus};
+use crate::store::RunFilter;
+
+/// A run to submit: an inline `plan`, or a registered plan by `plan_name` (and
+/// `plan_version`, default its latest), with the run's params.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SubmitBody {
+    /// An inline plan document: YAML or JSON text, or a JSON object. Not with `plan_name`.
+    #[schema(value_type = Option<Object>)]
+    plan: Option<Value>,
+    /// A registered plan's name. Not with `plan`.
+    plan_name: Option<String>,
+    /// Which version of `plan_name` to run; its latest if omitted.
+    #[schema(minimum = 1)]
+    plan_version: Option<u32>,
+    /// The run's params, checked against the plan's `params`.
+    #[serde(default)]
+    params: Map<String, Value>,
+}
 
 /// The run a submission created, or found by its `Idempotency-Key`.
 #[derive(Serialize, ToSchema)]
@@ -30,11 +50,11 @@ pub(super) struct Submitted {
     pub created: bool,
 }
 
-/// Submits a run of an inline plan. With an `Idempotency-Key`, submitting again gives
-/// back the same run instead of a second one. The run records the token that
-/// submitted it (`submitted_by`).
+/// Submits a run of an inline plan or of a registered plan version. With an
+/// `Idempotency-Key`, submitting again gives back the same run instead of a second one.
+/// The run records the token that submitted it (`submitted_by`).
 #[utoipa::path(post, path = "/v1/runs", tag = "runs",
-    request_body = PlanBody,
+    request_body = SubmitBody,
     params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255,
         pattern = "^[!-~]([ -~]*[!-~])?$",
         description = "1 to 255 visible ASCII characters; the same key returns the same run")),
@@ -42,7 +62,8 @@ pub(super) struct Submitted {
         (status = 201, description = "the run was created and is running", body = Submitted,
             headers(("location" = String, description = "the run's URL"))),
         (status = 200, description = "the `Idempotency-Key` named an existing run", body = Submitted),
-        (status = 400, description = "bad body or `Idempotency-Key`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "bad body or `Idempotency-Key`, or not exactly one of `plan` and `plan_name`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no registered plan of that name or version", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "the body is not `application/json`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "the plan or params are invalid; nothing was run", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -50,7 +71,7 @@ pub(super) async fn submit(
     State(s): Shared,
     caller: Caller,
     headers: HeaderMap,
-    body: Result<Json<PlanBody>, JsonRejection>,
+    body: Result<Json<SubmitBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body?;
     let key = match headers.get("idempotency-key") {
@@ -66,10 +87,56 @@ pub(super) async fn submit(
         ),
         None => None,
     };
-    let (plan, params) = check(&s, &body.plan, &body.params).await?;
+    let (plan, version, params) = match (&body.plan, &body.plan_name, body.plan_version) {
+        (Some(_), Some(_), _) => {
+            return Err(ApiError::bad_request(
+                "give either `plan` (an inline plan) or `plan_name` (a registered plan), not both",
+            ));
+        }
+        (Some(_), None, Some(_)) => {
+            return Err(ApiError::bad_request(
+                "`plan_version` picks a version of a registered plan: it goes with `plan_name`, not `plan`",
+            ));
+        }
+        (None, None, _) => {
+            return Err(ApiError::bad_request(
+                "give `plan` (an inline plan document) or `plan_name` (a registered plan, \
+                 with `plan_version` or its latest version)",
+            ));
+        }
+        (Some(inline), None, None) => {
+            let (plan, params) = check(&s, inline, &body.params).await?;
+            (plan, None, params)
+        }
+        (None, Some(name), version) => {
+            let stored = s.exec.store().plan_version(name, version).await?;
+            // Checked again: the plugins installed now are the ones the run will call.
+            let plan = check_text(
+                &s,
+                &format!("{name} version {}", stored.version),
+                &stored.source,
+                stored.format,
+                &format!(
+                    "plan `{name}` version {} does not validate against the installed plugins; nothing was run",
+                    stored.version
+                ),
+            )
+            .await?;
+            let params = bind(&plan, &body.params)?;
+            (plan, Some(stored.version), params)
+        }
+    };
     let (run, created) = s
         .exec
-        .submit(&plan, params, key, Some(&caller.name))
+        .submit(
+            &plan,
+            params,
+            Submission {
+                plan_version: version,
+                idempotency_key: key,
+                submitted_by: Some(&caller.name),
+            },
+        )
         .await?;
     if created {
         s.drive(run.clone());
@@ -95,6 +162,12 @@ pub(super) struct ListQuery {
     /// Only runs in this state.
     #[param(schema_with = run_status_schema)]
     status: Option<String>,
+    /// Only runs of the plan with this name (`metadata.name`), inline or registered.
+    plan: Option<String>,
+    /// Only runs created at or after this time (RFC 3339, e.g. `2026-05-01T12:00:00Z`).
+    since: Option<String>,
+    /// Only runs created before this time (RFC 3339).
+    until: Option<String>,
     /// At most this many runs, newest first (default 50, at most 1000).
     #[param(minimum = 0)]
     limit: Option<usize>,
@@ -115,7 +188,7 @@ pub(super) struct RunList {
     runs: Vec<Value>,
 }
 
-/// Lists runs, newest first.
+/// Lists runs, newest first; every filter given must hold.
 #[utoipa::path(get, path = "/v1/runs", tag = "runs",
     params(ListQuery),
     responses(
@@ -133,12 +206,94 @@ pub(super) async fn list(
         .map(RunStatus::parse_input)
         .transpose()
         .map_err(ApiError::bad_request)?;
-    let runs = s
-        .exec
-        .store()
-        .list_runs(status, q.limit.unwrap_or(50).min(1000))
-        .await?;
+    let filter = RunFilter {
+        status,
+        plan: q.plan,
+        since: q.since.as_deref().map(|v| time("since", v)).transpose()?,
+        until: q.until.as_deref().map(|v| time("until", v)).transpose()?,
+        limit: q.limit.unwrap_or(50).min(1000),
+    };
+    let runs = s.exec.store().list_runs(&filter).await?;
     Ok(Json(json!({ "runs": runs })))
+}
+
+/// A query parameter's RFC 3339 time, in Unix ms.
+fn time(field: &str, v: &str) -> Result<Ms, ApiError> {
+    rfc3339_ms(v).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "`{field}` must be an RFC 3339 time such as 2026-05-01T12:00:00Z or \
+             2026-05-01T14:00:00+02:00 (in a URL, write `+` as %2B); got `{v}`"
+        ))
+    })
+}
+
+/// Parses an RFC 3339 time (`Z` or a numeric offset) to Unix ms.
+fn rfc3339_ms(v: &str) -> Option<Ms> {
+    // humantime reads UTC (`Z`) times only; a numeric offset is applied here.
+    let (base, offset_s) = match v.strip_suffix(['Z', 'z']) {
+        Some(base) => (base, 0),
+        None => {
+            let cut = v.len().checked_sub(6)?;
+            let (base, offset) = (v.get(..cut)?, v.get(cut..)?.as_bytes());
+            let sign = match offset[0] {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let digits = |a: u8, b: u8| {
+                (a.is_ascii_digit() && b.is_ascii_digit())
+                    .then(|| i64::from((a - b'0') * 10 + (b - b'0')))
+            };
+            let (h, m) = (digits(offset[1], offset[2])?, digits(offset[4], offset[5])?);
+            if offset[3] != b':' || h > 23 || m > 59 {
+                return None;
+            }
+            (base, sign * (h * 3600 + m * 60))
+        }
+    };
+    if base.len() < 19 || !matches!(base.as_bytes()[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let t = humantime::parse_rfc3339(&format!("{}T{}Z", &base[..10], &base[11..])).ok()?;
+    let ms = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis();
+    Some(i64::try_from(ms).ok()? - offset_s * 1000)
+}
+
+/// The run a resume took over.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Resumed {
+    id: String,
+    /// The run's status when it was taken over (`held`: it waits for a retry or skip
+    /// of its held step).
+    #[schema(value_type = String)]
+    status: RunStatus,
+}
+
+/// Takes over a run whose medic process died and drives it in this process, as a
+/// restart of `medic serve` would. Attempts that were in flight are observed through
+/// their plugin first, never re-run blindly.
+#[utoipa::path(post, path = "/v1/runs/{id}/resume", tag = "runs",
+    params(("id" = String, Path, description = "the run's id")),
+    responses(
+        (status = 202, description = "this process now drives the run", body = Resumed),
+        (status = 404, description = "no such run", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the run has ended, or a live medic process owns it", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(super) async fn resume(
+    State(s): Shared,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Resumed>), ApiError> {
+    let run = s.exec.store().load_run(&id).await?;
+    let status = run.summary.status;
+    if status.is_terminal() {
+        return Err(ApiError::conflict(format!(
+            "run {id} has ended ({}); there is nothing to resume",
+            status.as_str()
+        )));
+    }
+    s.exec.claim(&id).await?;
+    s.drive(id.clone());
+    Ok((StatusCode::ACCEPTED, Json(Resumed { id, status })))
 }
 
 /// A run with its params, step states, attempts (with outputs and timings) and events.
@@ -446,4 +601,34 @@ pub(super) async fn events(
         },
     );
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339_ms;
+
+    #[test]
+    fn rfc3339_times_with_z_or_an_offset_are_read_and_anything_else_is_not() {
+        let noon = 1_777_636_800_000; // 2026-05-01T12:00:00Z
+        assert_eq!(rfc3339_ms("2026-05-01T12:00:00Z"), Some(noon));
+        assert_eq!(rfc3339_ms("2026-05-01t12:00:00z"), Some(noon));
+        assert_eq!(rfc3339_ms("2026-05-01T12:00:00.250Z"), Some(noon + 250));
+        assert_eq!(rfc3339_ms("2026-05-01T14:00:00+02:00"), Some(noon));
+        assert_eq!(rfc3339_ms("2026-05-01T07:30:00-04:30"), Some(noon));
+        assert_eq!(rfc3339_ms("2026-05-01 12:00:00Z"), Some(noon));
+        for bad in [
+            "",
+            "yesterday",
+            "2026-05-01",
+            "2026-05-01T12:00:00",
+            "2026-05-01T12:00:00+2:00",
+            "2026-05-01T12:00:00+02:60",
+            "2026-05-01T12:00:00 02:00",
+            "2026-13-01T12:00:00Z",
+            "1777636800000",
+            "2026-05-01T12:00:00+0é:00",
+        ] {
+            assert_eq!(rfc3339_ms(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -461,7 +461,13 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             let status = status
                 .map(|s| RunStatus::parse_input(&s).map_err(anyhow::Error::msg))
                 .transpose()?;
-            let runs = store.list_runs(status, limit).await?;
+            let runs = store
+                .list_runs(&crate::store::RunFilter {
+                    status,
+                    limit,
+                    ..Default::default()
+                })
+                .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&runs)?);
             } else {

@@ -15,11 +15,12 @@ use tokio::task::JoinSet;
 use tracing::{Instrument, info_span};
 
 use crate::dag::Dag;
+use crate::metrics::{self, CallKind, Metrics};
 use crate::plan::{self, EffectClass, Plan, StepKind};
 use crate::plugin::{self, Call, CallContext, Invoker};
 use crate::run::{
     self, AttemptCall, Effect, Entry, Event, Failure, Ms, Observed, Outcome, Resolution, RunState,
-    RunStatus,
+    RunStatus, StepStatus,
 };
 use crate::store::{self, Batch, NewRun, Store};
 
@@ -173,6 +174,17 @@ pub struct Progress {
     pub entry: Entry,
 }
 
+/// What the caller knows of a run it submits; all of it optional.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Submission<'a> {
+    /// The registered plan version submitted by name (`None`: an inline plan).
+    pub plan_version: Option<u32>,
+    /// A client's `Idempotency-Key`: the same key gives back the same run.
+    pub idempotency_key: Option<&'a str>,
+    /// The name of the API token that asked for the run.
+    pub submitted_by: Option<&'a str>,
+}
+
 /// Runs plans durably.
 pub struct Executor<I: Invoker> {
     inner: Arc<Inner<I>>,
@@ -192,6 +204,7 @@ struct Inner<I> {
     clock: Arc<dyn Clock>,
     node: Node,
     progress: broadcast::Sender<Progress>,
+    metrics: Metrics,
     /// How often a driven run looks for operator commands left in the database by
     /// other processes (approvals, cancel, retry, skip).
     inbox_poll: Duration,
@@ -207,6 +220,7 @@ impl<I: Invoker> Executor<I> {
                 clock,
                 node,
                 progress,
+                metrics: Metrics::new(),
                 inbox_poll: Duration::from_millis(250),
             }),
         }
@@ -224,6 +238,11 @@ impl<I: Invoker> Executor<I> {
         self.inner.clock.now()
     }
 
+    /// What this executor recorded: plugin calls, step ends, its ready queue.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
     /// Committed log entries of every run this executor drives.
     pub fn subscribe(&self) -> broadcast::Receiver<Progress> {
         self.inner.progress.subscribe()
@@ -232,18 +251,17 @@ impl<I: Invoker> Executor<I> {
     /// Stores the plan and a new run of it with bound `params`, owned by this
     /// process. Returns the run id; `drive` runs it.
     pub async fn create(&self, plan: &Plan, params: Value) -> Result<String, Error> {
-        Ok(self.submit(plan, params, None, None).await?.0)
+        Ok(self.submit(plan, params, Submission::default()).await?.0)
     }
 
-    /// Like `create`, but a second submission with the same `idempotency_key` gets the
-    /// first one's run back (and `false`) instead of a new run. `submitted_by` is the
-    /// name of the API token that asked for the run.
+    /// Like `create`, with what the API knows of the submission: a second submission
+    /// with the same `idempotency_key` gets the first one's run back (and `false`)
+    /// instead of a new run.
     pub async fn submit(
         &self,
         plan: &Plan,
         params: Value,
-        idempotency_key: Option<&str>,
-        submitted_by: Option<&str>,
+        how: Submission<'_>,
     ) -> Result<(String, bool), Error> {
         let id = new_run_id(self.now());
         let state = RunState::new(id, params, plan.steps.len());
@@ -252,13 +270,14 @@ impl<I: Invoker> Executor<I> {
             .store
             .create_run(NewRun {
                 plan_name: &plan.name,
+                plan_version: how.plan_version,
                 plan_hash: &plan.hash,
                 plan_source: &plan.canonical,
                 step_ids: plan.steps.iter().map(|s| s.id.as_str()).collect(),
                 state: &state,
                 owner: Some(self.inner.node.id()),
-                submitted_by,
-                idempotency_key,
+                submitted_by: how.submitted_by,
+                idempotency_key: how.idempotency_key,
                 at: self.now(),
             })
             .await?)
@@ -322,10 +341,13 @@ impl<I: Invoker> Executor<I> {
         let plan = Arc::new(plan);
         let needs = plan.steps.iter().map(|s| s.needs.clone()).collect();
         let dag = Dag::new(needs).expect("a stored plan was validated acyclic");
+        let seen = stored.state.steps.iter().map(|s| s.status).collect();
         let mut driver = Driver {
             exec: self.clone(),
             plan: plan.clone(),
             dag,
+            seen,
+            queued: 0,
             state: stored.state,
             next_seq: stored.next_seq,
             events: mpsc::unbounded_channel(),
@@ -344,6 +366,10 @@ struct Driver<I: Invoker> {
     plan: Arc<Plan>,
     dag: Dag,
     state: RunState,
+    /// Each step's status as last committed, to see which steps just ended.
+    seen: Vec<StepStatus>,
+    /// This run's share of `medic_queue_depth`: its ready steps not started.
+    queued: usize,
     next_seq: i64,
     events: (mpsc::UnboundedSender<Event>, mpsc::UnboundedReceiver<Event>),
     /// Plugin calls and timers of this run. Dropped with the driver, so a timer of a
@@ -441,6 +467,7 @@ impl<I: Invoker> Driver<I> {
     async fn commit(&mut self, outcome: Outcome, consumed: Vec<i64>) -> Result<(), Error> {
         let at = self.exec.now();
         let touched: BTreeSet<usize> = outcome.touched.iter().copied().collect();
+        let touched_steps: Vec<usize> = touched.iter().copied().collect();
         let mut batch = Batch {
             run_id: self.state.id.clone(),
             run: outcome.run_changed.then(|| {
@@ -476,6 +503,7 @@ impl<I: Invoker> Driver<I> {
         {
             self.exec.inner.store.commit(batch).await?;
         }
+        self.record_metrics(&touched_steps);
         for (seq, entry) in committed {
             let _ = self.exec.inner.progress.send(Progress {
                 run_id: self.state.id.clone(),
@@ -488,6 +516,38 @@ impl<I: Invoker> Driver<I> {
             self.dispatch(effect);
         }
         Ok(())
+    }
+
+    /// After a commit: the steps that just ended, and the run's ready queue.
+    fn record_metrics(&mut self, touched: &[usize]) {
+        let m = &self.exec.inner.metrics;
+        for &i in touched {
+            let (was, st) = (self.seen[i], &self.state.steps[i]);
+            self.seen[i] = st.status;
+            let status = match st.status {
+                StepStatus::Succeeded => "succeeded",
+                StepStatus::Failed => "failed",
+                _ => continue,
+            };
+            if matches!(was, StepStatus::Succeeded | StepStatus::Failed) {
+                continue;
+            }
+            let (Some(start), Some(end)) = (st.started_at, st.finished_at) else {
+                continue;
+            };
+            let kind = match self.plan.steps[i].kind {
+                StepKind::Action { .. } => metrics::StepKind::Action,
+                StepKind::Approval(_) => metrics::StepKind::Approval,
+            };
+            m.step_ended(
+                kind,
+                status,
+                Duration::from_millis((end - start).max(0) as u64),
+            );
+        }
+        let queued = self.state.ready.len();
+        m.queue_changed(queued as i64 - self.queued as i64);
+        self.queued = queued;
     }
 
     fn call(&self, a: AttemptCall) -> Call {
@@ -520,6 +580,7 @@ impl<I: Invoker> Driver<I> {
     fn dispatch(&mut self, effect: Effect) {
         let tx = self.events.0.clone();
         let invoker = self.exec.inner.invoker.clone();
+        let exec = self.exec.clone();
         match effect {
             Effect::Invoke(a) => {
                 let (step, attempt, undo) = (a.step, a.attempt, a.undo);
@@ -527,7 +588,17 @@ impl<I: Invoker> Driver<I> {
                 let span = info_span!("attempt", step_id = %call.ctx.step_id, attempt, undo);
                 self.tasks.spawn(
                     async move {
-                        let result = invoker.invoke(call).await.map_err(failure);
+                        let (plugin, action) = (call.plugin.clone(), call.action.clone());
+                        let began = std::time::Instant::now();
+                        let result = invoker.invoke(call).await;
+                        exec.inner.metrics.plugin_call(
+                            &plugin,
+                            &action,
+                            CallKind::Invoke,
+                            result.is_ok(),
+                            began.elapsed(),
+                        );
+                        let result = result.map_err(failure);
                         let _ = tx.send(Event::Finished {
                             step,
                             attempt,
@@ -550,7 +621,17 @@ impl<I: Invoker> Driver<I> {
                             .unwrap_or(EffectClass::Mutating),
                         Err(_) => EffectClass::Mutating,
                     };
-                    let observed = match invoker.observe(call).await {
+                    let (plugin, action) = (call.plugin.clone(), call.action.clone());
+                    let began = std::time::Instant::now();
+                    let result = invoker.observe(call).await;
+                    exec.inner.metrics.plugin_call(
+                        &plugin,
+                        &action,
+                        CallKind::Observe,
+                        result.is_ok(),
+                        began.elapsed(),
+                    );
+                    let observed = match result {
                         Ok(plugin::Observation::Done(v)) => Observed::Done(v),
                         Ok(plugin::Observation::NotDone) => Observed::NotDone,
                         Ok(plugin::Observation::Unknown(why)) => Observed::Unknown(why),
@@ -573,6 +654,14 @@ impl<I: Invoker> Driver<I> {
                 });
             }
         }
+    }
+}
+
+impl<I: Invoker> Drop for Driver<I> {
+    fn drop(&mut self) {
+        // A driver that stops (the run ended, was held, or its process is shutting
+        // down) no longer has ready steps waiting in this process.
+        self.exec.inner.metrics.queue_changed(-(self.queued as i64));
     }
 }
 

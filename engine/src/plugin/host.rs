@@ -29,19 +29,23 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// The wasmtime component host.
 pub struct Host {
-    config: HostConfig,
+    pub(super) config: HostConfig,
     engine: Engine,
     linker: Linker<CallState>,
     /// One cell per plugin name: concurrent first calls compile once; a failed load
-    /// leaves the cell empty so a later call (after the file is fixed) retries.
-    plugins: Mutex<HashMap<String, Arc<OnceCell<Arc<Loaded>>>>>,
+    /// leaves the cell empty so a later call (after the file is fixed) retries. An
+    /// install puts a new, filled cell in place.
+    pub(super) plugins: Mutex<HashMap<String, Arc<OnceCell<Arc<Loaded>>>>>,
+    /// Held while installing, so two installs of one plugin cannot interleave their
+    /// check of the installed version and their write.
+    pub(super) installing: tokio::sync::Mutex<()>,
     ticker: Arc<AtomicBool>,
 }
 
 /// A compiled plugin, ready to instantiate.
-struct Loaded {
+pub(super) struct Loaded {
     pre: PluginPre<CallState>,
-    manifest: Arc<Manifest>,
+    pub(super) manifest: Arc<Manifest>,
 }
 
 impl Host {
@@ -87,12 +91,13 @@ impl Host {
             engine,
             linker,
             plugins: Mutex::new(HashMap::new()),
+            installing: tokio::sync::Mutex::new(()),
             ticker,
         })
     }
 
     /// The plugin `name`, compiled and its manifest read on first use.
-    async fn loaded(&self, name: &str) -> Result<Arc<Loaded>, Error> {
+    pub(super) async fn loaded(&self, name: &str) -> Result<Arc<Loaded>, Error> {
         let cell = {
             let mut plugins = self.plugins.lock().unwrap_or_else(|e| e.into_inner());
             plugins.entry(name.to_string()).or_default().clone()
@@ -103,16 +108,45 @@ impl Host {
     async fn load(&self, name: &str) -> Result<Arc<Loaded>, Error> {
         let path = self.find(name)?;
         let shown = path.display().to_string();
-        let load_error = |message: String| Error::Load {
-            path: shown.clone(),
-            message,
-        };
         // Reading and compiling take a while of I/O and CPU; keep them off the
         // async workers.
-        let engine = self.engine.clone();
         let file = path.clone();
+        let bytes = tokio::task::spawn_blocking(move || std::fs::read(&file))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+            .map_err(|e| Error::Load {
+                path: shown.clone(),
+                message: format!("reading the file: {e}"),
+            })?;
+        let loaded = self.compile(bytes, name, &shown).await?;
+        if loaded.manifest.name != name {
+            return Err(Error::Load {
+                path: shown,
+                message: format!(
+                    "the file is named `{name}.wasm` but the plugin calls itself `{}`; rename one",
+                    loaded.manifest.name
+                ),
+            });
+        }
+        tracing::info!(plugin = name, version = %loaded.manifest.version, path = %shown, "loaded plugin");
+        Ok(Arc::new(loaded))
+    }
+
+    /// Compiles a component, links it against what medic grants, and reads its
+    /// manifest. `label` names the plugin in its log lines, `shown` in errors.
+    pub(super) async fn compile(
+        &self,
+        bytes: Vec<u8>,
+        label: &str,
+        shown: &str,
+    ) -> Result<Loaded, Error> {
+        let load_error = |message: String| Error::Load {
+            path: shown.to_string(),
+            message,
+        };
+        let engine = self.engine.clone();
         let (sha256, component) = tokio::task::spawn_blocking(move || {
-            let bytes = std::fs::read(&file).map_err(|e| format!("reading the file: {e}"))?;
             let sha256 = hex(&Sha256::digest(&bytes));
             let component = Component::new(&engine, &bytes).map_err(|e| {
                 format!(
@@ -136,7 +170,7 @@ impl Host {
             })?;
 
         let caller = Caller {
-            plugin: name.to_string(),
+            plugin: label.to_string(),
             ..Caller::default()
         };
         let wit_manifest = self
@@ -149,21 +183,14 @@ impl Host {
             )
             .await
             .map_err(|e| load_error(format!("reading its manifest: {e}")))?;
-        let manifest = bindings::manifest_from_wit(wit_manifest, &shown, sha256)?;
-        if manifest.name != name {
-            return Err(load_error(format!(
-                "the file is named `{name}.wasm` but the plugin calls itself `{}`; rename one",
-                manifest.name
-            )));
-        }
-        tracing::info!(plugin = name, version = %manifest.version, path = %shown, "loaded plugin");
-        Ok(Arc::new(Loaded {
+        let manifest = bindings::manifest_from_wit(wit_manifest, shown, sha256)?;
+        Ok(Loaded {
             pre,
             manifest: Arc::new(manifest),
-        }))
+        })
     }
 
-    fn find(&self, name: &str) -> Result<PathBuf, Error> {
+    pub(super) fn find(&self, name: &str) -> Result<PathBuf, Error> {
         let not_found = || Error::NotFound {
             name: name.to_string(),
             dirs: self
@@ -174,12 +201,7 @@ impl Host {
                 .collect::<Vec<_>>()
                 .join(", "),
         };
-        // A name is a file stem, never a path: `../x` must not escape the dirs.
-        let plain = !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if !plain {
+        if !super::valid_name(name) {
             return Err(not_found());
         }
         self.config
@@ -411,6 +433,6 @@ async fn resolve(endpoints: &[String]) -> Result<HashSet<SocketAddr>, Error> {
     Ok(addrs)
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(super) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

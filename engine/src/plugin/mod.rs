@@ -3,7 +3,9 @@
 //! of `sdk/wit/plugin.wit`. No wasmtime type crosses its API.
 //!
 //! Files: `host` (engine, compile cache, one call in a fresh store), `wasi` (what a
-//! call's store may reach), `bindings` (the WIT bindings and their conversions).
+//! call's store may reach), `bindings` (the WIT bindings and their conversions),
+//! `catalog` (plan checks against installed plugins), `install` (listing the plugin
+//! dirs and installing a component into the first one).
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -17,10 +19,21 @@ use crate::plan::EffectClass;
 mod bindings;
 mod catalog;
 mod host;
+mod install;
 mod wasi;
 
 pub use catalog::check_plan;
 pub use host::{Host, MEMORY_LIMIT, OUTPUT_LIMIT};
+pub use install::{Install, InstallOutcome, Installed};
+
+/// Whether `name` can be a plugin's name: it is the stem of its file (`NAME.wasm`),
+/// so ASCII letters, digits, `-` and `_` only; never a path like `../x`.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
 
 /// Where plugins are found and what every call may use.
 #[derive(Debug, Clone)]
@@ -118,6 +131,28 @@ pub enum Error {
     /// The call broke a host limit (memory, output size); retrying would break it again.
     #[error("plugin broke its {what} limit: {message}")]
     Limit { what: String, message: String },
+    /// A component offered for installation is not one medic can install.
+    #[error("cannot install this plugin: {message}")]
+    NotInstallable { message: String },
+    /// Installing would replace a plugin with an older (or a different build of the
+    /// same) version, which needs to be asked for explicitly.
+    #[error(
+        "plugin `{name}` {installed} is installed and this component is {offered}; \
+         installing would {what} it: ask for it explicitly (force) if that is what you want"
+    )]
+    NotNewer {
+        name: String,
+        installed: String,
+        offered: String,
+        /// `downgrade` or `replace`.
+        what: &'static str,
+    },
+    #[error("writing the plugin to {path}: {source}")]
+    Write {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl Error {

@@ -547,3 +547,104 @@ async fn guest_log_lines_become_tracing_events_with_the_call_context() {
         );
     }
 }
+
+/// probe.wasm with its manifest's version `0.1.0` changed to `version` (same length).
+/// Every other `0.1.0` in the file is a WIT package version (`@0.1.0`) and stays.
+fn probe_as_version(version: &str) -> Vec<u8> {
+    let mut bytes = std::fs::read(dist_dir().join("probe.wasm")).unwrap();
+    let at: Vec<usize> = bytes
+        .windows(5)
+        .enumerate()
+        .filter(|(i, w)| *w == b"0.1.0" && (*i == 0 || bytes[i - 1] != b'@'))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(at.len(), 1, "exactly one manifest version in probe.wasm");
+    assert_eq!(version.len(), 5);
+    bytes[at[0]..at[0] + 5].copy_from_slice(version.as_bytes());
+    bytes
+}
+
+#[tokio::test]
+async fn install_writes_into_the_first_dir_upgrades_and_refuses_downgrades_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let mine = dir.path().join("plugins");
+    let host = Host::new(HostConfig {
+        plugin_dirs: vec![mine.clone()],
+        default_timeout: Duration::from_secs(10),
+    })
+    .unwrap();
+    assert!(host.installed().await.is_empty());
+    assert!(matches!(
+        host.inspect("probe").await,
+        Err(Error::NotFound { .. })
+    ));
+
+    let v010 = std::fs::read(dist_dir().join("probe.wasm")).unwrap();
+    let first = host.install(v010.clone(), false).await.unwrap();
+    assert_eq!(
+        (
+            first.outcome,
+            first.manifest.name.as_str(),
+            first.path.clone()
+        ),
+        (InstallOutcome::Installed, "probe", mine.join("probe.wasm"))
+    );
+    assert_eq!(std::fs::read(mine.join("probe.wasm")).unwrap(), v010);
+    let again = host.install(v010.clone(), false).await.unwrap();
+    assert_eq!(again.outcome, InstallOutcome::Unchanged);
+
+    let up = host
+        .install(probe_as_version("0.2.0"), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            up.outcome,
+            up.previous.as_deref(),
+            up.manifest.version.as_str()
+        ),
+        (InstallOutcome::Upgraded, Some("0.1.0"), "0.2.0")
+    );
+    // The host sees the new version at once, without a restart.
+    assert_eq!(host.inspect("probe").await.unwrap().version, "0.2.0");
+    let listed = host.installed().await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].manifest.as_ref().unwrap().version, "0.2.0");
+
+    match host.install(v010.clone(), false).await {
+        Err(Error::NotNewer {
+            installed,
+            offered,
+            what,
+            ..
+        }) => {
+            assert_eq!(
+                (installed.as_str(), offered.as_str(), what),
+                ("0.2.0", "0.1.0", "downgrade")
+            )
+        }
+        other => panic!("a downgrade must be refused: {other:?}"),
+    }
+    assert_eq!(host.inspect("probe").await.unwrap().version, "0.2.0");
+    let forced = host.install(v010, true).await.unwrap();
+    assert_eq!(forced.outcome, InstallOutcome::Replaced);
+    assert_eq!(host.inspect("probe").await.unwrap().version, "0.1.0");
+
+    match host.install(b"\0asm not really".to_vec(), false).await {
+        Err(Error::NotInstallable { message }) => {
+            assert!(message.contains("compiling the component"), "{message}")
+        }
+        other => panic!("garbage must not install: {other:?}"),
+    }
+    match host.install(b"(module)".to_vec(), false).await {
+        Err(Error::NotInstallable { message }) => {
+            assert!(message.contains("not a WebAssembly binary"), "{message}")
+        }
+        other => panic!("text must not install: {other:?}"),
+    }
+    let names: Vec<_> = std::fs::read_dir(&mine)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["probe.wasm"], "no temporary file left behind");
+}

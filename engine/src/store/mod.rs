@@ -6,6 +6,7 @@
 //! Nothing here blocks the tokio runtime.
 
 mod auth;
+mod plans;
 mod schema;
 mod writer;
 
@@ -19,6 +20,7 @@ use crate::run::{Entry, Ms, RunState, RunStatus, StepState, StepStatus, Stop};
 use writer::Writer;
 
 pub use auth::{AuditEntry, AuditRow, TokenRow};
+pub use plans::{PlanSummary, PlanVersion, RegisterPlan, Registered};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -45,6 +47,10 @@ pub enum Error {
     Commit(#[source] Arc<rusqlite::Error>),
     #[error("run `{0}` not found")]
     RunNotFound(String),
+    /// No plan of that name is registered, or it has no such version; the message
+    /// says which versions there are.
+    #[error("{0}")]
+    PlanNotFound(String),
     #[error("the database holds a value medic cannot read ({what}): {detail}")]
     Corrupt { what: &'static str, detail: String },
     #[error("the store's writer thread has stopped")]
@@ -68,6 +74,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct RunSummary {
     pub id: String,
     pub plan_name: String,
+    /// The registered version the run was submitted by (`None`: an inline plan).
+    pub plan_version: Option<u32>,
     pub plan_hash: String,
     pub status: RunStatus,
     pub reason: Option<String>,
@@ -143,6 +151,8 @@ pub struct Batch {
 /// A new run: its plan, its initial state and its first log entries.
 pub struct NewRun<'a> {
     pub plan_name: &'a str,
+    /// The registered version submitted by name; `None` for an inline plan.
+    pub plan_version: Option<u32>,
     pub plan_hash: &'a str,
     pub plan_source: &'a str,
     pub step_ids: Vec<&'a str>,
@@ -154,6 +164,19 @@ pub struct NewRun<'a> {
     /// is returned instead of creating another.
     pub idempotency_key: Option<&'a str>,
     pub at: Ms,
+}
+
+/// Which runs `list_runs` returns: every filter given must hold.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub status: Option<RunStatus>,
+    /// The plan's name (`metadata.name`), whether submitted inline or by name.
+    pub plan: Option<String>,
+    /// Created at or after this time.
+    pub since: Option<Ms>,
+    /// Created before this time.
+    pub until: Option<Ms>,
+    pub limit: usize,
 }
 
 /// The handle to medic's database; cheap to clone.
@@ -217,6 +240,7 @@ impl Store {
         let owner = new.owner.map(str::to_owned);
         let submitted_by = new.submitted_by.map(str::to_owned);
         let key = new.idempotency_key.map(str::to_owned);
+        let version = new.plan_version;
         let at = new.at;
         self.writer
             .write(move |conn| {
@@ -235,9 +259,9 @@ impl Store {
                 )
                 .map_err(sql("storing the plan"))?;
                 conn.execute(
-                    "INSERT INTO runs (id, plan_hash, plan_name, params, status, stop, reason, owner, submitted_by, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, NULL, NULL, ?6, ?7, ?8, ?8)",
-                    params![state.id, plan.0, plan.1, state.params.to_string(), state.status.as_str(), owner, submitted_by, at],
+                    "INSERT INTO runs (id, plan_hash, plan_name, plan_version, params, status, stop, reason, owner, submitted_by, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, NULL, ?7, ?8, ?9, ?9)",
+                    params![state.id, plan.0, plan.1, version, state.params.to_string(), state.status.as_str(), owner, submitted_by, at],
                 )
                 .map_err(sql("creating the run"))?;
                 let mut stmt = conn
@@ -320,24 +344,55 @@ impl Store {
         self.read(move |conn| read_steps(conn, &run)).await
     }
 
-    /// Runs, newest first, optionally only those with `status`.
-    pub async fn list_runs(
-        &self,
-        status: Option<RunStatus>,
-        limit: usize,
-    ) -> Result<Vec<RunSummary>> {
+    /// Runs that pass `filter`, newest first, at most `filter.limit`.
+    pub async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
+        let f = filter.clone();
         self.read(move |conn| {
             let rows = all(
                 conn,
                 "listing runs",
                 &format!(
-                    "SELECT {RUN_COLUMNS} FROM runs r WHERE (?1 IS NULL OR r.status = ?1)
-                     ORDER BY r.created_at DESC, r.id DESC LIMIT ?2"
+                    "SELECT {RUN_COLUMNS} FROM runs r
+                     WHERE (?1 IS NULL OR r.status = ?1) AND (?2 IS NULL OR r.plan_name = ?2)
+                       AND (?3 IS NULL OR r.created_at >= ?3) AND (?4 IS NULL OR r.created_at < ?4)
+                     ORDER BY r.created_at DESC, r.id DESC LIMIT ?5"
                 ),
-                params![status.map(|s| s.as_str()), limit as i64],
+                params![
+                    f.status.map(|s| s.as_str()),
+                    f.plan,
+                    f.since,
+                    f.until,
+                    f.limit as i64
+                ],
                 summary,
             )?;
             rows.into_iter().collect()
+        })
+        .await
+    }
+
+    /// How many runs are in each status (every status, zeros included).
+    pub async fn count_runs(&self) -> Result<Vec<(RunStatus, u64)>> {
+        self.read(|conn| {
+            let rows = all(
+                conn,
+                "counting runs by status",
+                "SELECT status, COUNT(*) FROM runs GROUP BY status",
+                [],
+                |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)),
+            )?;
+            let mut counts: Vec<(RunStatus, u64)> =
+                RunStatus::ALL.iter().map(|s| (*s, 0)).collect();
+            for (status, n) in rows {
+                let status = RunStatus::parse(&status).ok_or(Error::Corrupt {
+                    what: "run status",
+                    detail: status,
+                })?;
+                if let Some(c) = counts.iter_mut().find(|(s, _)| *s == status) {
+                    c.1 = n as u64;
+                }
+            }
+            Ok(counts)
         })
         .await
     }
@@ -582,9 +637,9 @@ pub fn measure_commit_latency(dir: &Path, n: usize) -> Result<Vec<std::time::Dur
     Ok(out)
 }
 
-const RUN_COLUMNS: &str = "r.id, r.plan_name, r.plan_hash, r.status, r.reason, r.owner, r.created_at, r.updated_at, r.submitted_by";
+const RUN_COLUMNS: &str = "r.id, r.plan_name, r.plan_hash, r.status, r.reason, r.owner, r.created_at, r.updated_at, r.submitted_by, r.plan_version";
 /// How many columns [`RUN_COLUMNS`] selects: a query's own columns come after them.
-const RUN_COLUMN_COUNT: usize = 9;
+const RUN_COLUMN_COUNT: usize = 10;
 
 fn summary(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<RunSummary>> {
     let status: String = row.get(3)?;
@@ -592,6 +647,7 @@ fn summary(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<RunSummary>> {
         Some(status) => Ok(RunSummary {
             id: row.get(0)?,
             plan_name: row.get(1)?,
+            plan_version: row.get(9)?,
             plan_hash: row.get(2)?,
             status,
             reason: row.get(4)?,

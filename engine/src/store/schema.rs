@@ -121,6 +121,30 @@ CREATE TABLE audit (
 ALTER TABLE runs ADD COLUMN submitted_by TEXT;
 ";
 
+/// The plan registry (`POST /v1/plans`): numbered versions per plan name, each with
+/// the text as the operator wrote it (the canonical JSON stays in `plans`, keyed by
+/// hash, as runs need it). A run submitted by name records which version it ran.
+const V4_PLAN_REGISTRY: &str = "
+CREATE TABLE plan_versions (
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    hash TEXT NOT NULL REFERENCES plans(hash),
+    source TEXT NOT NULL,
+    format TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (name, version)
+) WITHOUT ROWID;
+ALTER TABLE runs ADD COLUMN plan_version INTEGER;
+CREATE INDEX runs_by_plan ON runs(plan_name, created_at);
+CREATE INDEX runs_by_created ON runs(created_at);
+";
+
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), rusqlite_migration::Error> {
-    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3_AUTH)]).to_latest(conn)
+    Migrations::new(vec![
+        M::up(V1),
+        M::up(V2),
+        M::up(V3_AUTH),
+        M::up(V4_PLAN_REGISTRY),
+    ])
+    .to_latest(conn)
 }

@@ -17,6 +17,7 @@ async fn fixture() -> (tempfile::TempDir, Store, RunState) {
             step_ids: vec!["a", "b"],
             state: &state,
             owner: Some("n1"),
+            plan_version: None,
             submitted_by: Some("alice"),
             idempotency_key: None,
             at: 10,
@@ -178,7 +179,13 @@ async fn a_run_keeps_who_submitted_it() {
     let (_dir, store, _) = fixture().await;
     let run = store.load_run("r1").await.unwrap();
     assert_eq!(run.summary.submitted_by.as_deref(), Some("alice"));
-    let listed = store.list_runs(None, 10).await.unwrap();
+    let listed = store
+        .list_runs(&RunFilter {
+            limit: 10,
+            ..RunFilter::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(listed[0].submitted_by.as_deref(), Some("alice"));
     let detail = store.detail("r1").await.unwrap();
     assert_eq!(detail["run"]["submitted_by"], "alice");
@@ -250,4 +257,177 @@ async fn the_audit_log_reads_newest_first() {
         [(202, Some("bob")), (401, None)]
     );
     assert_eq!(store.audit(1).await.unwrap().len(), 1);
+}
+
+fn register<'a>(name: &'a str, hash: &'a str, source: &'a str, at: Ms) -> RegisterPlan<'a> {
+    RegisterPlan {
+        name,
+        hash,
+        canonical: "{}",
+        source,
+        format: crate::plan::Format::Yaml,
+        at,
+    }
+}
+
+#[tokio::test]
+async fn plan_versions_are_numbered_per_name_and_identical_text_is_not_a_new_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("medic.db")).unwrap();
+    let v1 = store
+        .register_plan(register("p", "h1", "a: 1\n", 10))
+        .await
+        .unwrap();
+    assert_eq!((v1.version, v1.created), (1, true));
+    let again = store
+        .register_plan(register("p", "h1", "a: 1\n", 20))
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        Registered {
+            version: 1,
+            created: false,
+            created_at: 10
+        }
+    );
+    // A comment changes the text but not the hash: still a new version, so what the
+    // registry gives back is always what was registered.
+    let v2 = store
+        .register_plan(register("p", "h1", "a: 1 # why\n", 30))
+        .await
+        .unwrap();
+    assert_eq!((v2.version, v2.created), (2, true));
+    let v3 = store
+        .register_plan(register("p", "h2", "a: 2\n", 40))
+        .await
+        .unwrap();
+    assert_eq!(v3.version, 3);
+    // Back to v1's text: identical to v1, but not to the latest, so a new version.
+    let v4 = store
+        .register_plan(register("p", "h1", "a: 1\n", 50))
+        .await
+        .unwrap();
+    assert_eq!((v4.version, v4.created), (4, true));
+    let other = store
+        .register_plan(register("o", "h3", "b\n", 60))
+        .await
+        .unwrap();
+    assert_eq!(other.version, 1, "versions count per name");
+
+    let listed = store.plans().await.unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|p| (p.name.as_str(), p.latest, p.versions, p.updated_at))
+            .collect::<Vec<_>>(),
+        [("o", 1, 1, 60), ("p", 4, 4, 50)]
+    );
+    let versions = store.plan_versions("p").await.unwrap();
+    assert_eq!(
+        versions
+            .iter()
+            .map(|v| (v.version, v.hash.as_str()))
+            .collect::<Vec<_>>(),
+        [(1, "h1"), (2, "h1"), (3, "h2"), (4, "h1")]
+    );
+    let latest = store.plan_version("p", None).await.unwrap();
+    assert_eq!((latest.version, latest.source.as_str()), (4, "a: 1\n"));
+    let v2 = store.plan_version("p", Some(2)).await.unwrap();
+    assert_eq!(v2.source, "a: 1 # why\n");
+    match store.plan_version("p", Some(9)).await {
+        Err(Error::PlanNotFound(m)) => {
+            assert_eq!(m, "plan `p` has no version 9; its versions are 1 to 4")
+        }
+        other => panic!("{other:?}"),
+    }
+    match store.plan_version("ghost", None).await {
+        Err(Error::PlanNotFound(m)) => assert_eq!(m, "no plan named `ghost` is registered"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        store.plan_versions("ghost").await,
+        Err(Error::PlanNotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn runs_are_listed_by_status_plan_and_creation_time_and_counted_by_status() {
+    let (_dir, store, _) = fixture().await;
+    for (id, plan, version, at) in [("r2", "p", Some(1), 20), ("r3", "q", None, 30)] {
+        let state = RunState::new(id.into(), json!({}), 1);
+        store
+            .create_run(NewRun {
+                plan_name: plan,
+                plan_version: version,
+                plan_hash: "h1",
+                plan_source: "{}",
+                step_ids: vec!["a"],
+                state: &state,
+                owner: None,
+                submitted_by: None,
+                idempotency_key: None,
+                at,
+            })
+            .await
+            .unwrap();
+    }
+    store
+        .commit(Batch {
+            run_id: "r3".into(),
+            run: Some((RunStatus::Succeeded, None, None)),
+            at: 31,
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    let ids = |filter: RunFilter| {
+        let store = store.clone();
+        async move {
+            store
+                .list_runs(&RunFilter {
+                    limit: 10,
+                    ..filter
+                })
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(ids(RunFilter::default()).await, ["r3", "r2", "r1"]);
+    assert_eq!(
+        ids(RunFilter {
+            plan: Some("p".into()),
+            ..Default::default()
+        })
+        .await,
+        ["r2", "r1"]
+    );
+    assert_eq!(
+        ids(RunFilter {
+            status: Some(RunStatus::Running),
+            ..Default::default()
+        })
+        .await,
+        ["r2", "r1"]
+    );
+    assert_eq!(
+        ids(RunFilter {
+            since: Some(20),
+            until: Some(30),
+            ..Default::default()
+        })
+        .await,
+        ["r2"],
+        "since is inclusive, until exclusive"
+    );
+    let r2 = store.load_run("r2").await.unwrap().summary;
+    assert_eq!((r2.plan_name.as_str(), r2.plan_version), ("p", Some(1)));
+    let counts = store.count_runs().await.unwrap();
+    assert_eq!(counts.len(), RunStatus::ALL.len(), "zeros included");
+    assert!(counts.contains(&(RunStatus::Running, 2)));
+    assert!(counts.contains(&(RunStatus::Succeeded, 1)));
+    assert!(counts.contains(&(RunStatus::Failed, 0)));
 }

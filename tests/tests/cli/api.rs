@@ -14,7 +14,7 @@ fn start(medic: &Medic) -> (Server, String) {
     (Server::start(medic, Some(&token), &[]), token)
 }
 
-fn counters_body(target: &CounterTarget, params: &[(&str, Value)]) -> Value {
+pub(crate) fn counters_body(target: &CounterTarget, params: &[(&str, Value)]) -> Value {
     let text = std::fs::read_to_string(plan("counters.yaml")).expect("test plan");
     let mut p = json!({ "target": target.address() });
     for (k, v) in params {

@@ -209,6 +209,12 @@ fn fuzzing_the_api_from_its_own_openapi_document_finds_no_server_error() {
             &format!("Authorization: Bearer {token}"),
         ])
         .env("NO_COLOR", "1")
+        .env(
+            "SCHEMATHESIS_HOOKS",
+            repo_root().join("tests/scripts/schemathesis_hooks.py"),
+        )
+        // Its cache (.schemathesis/) goes to the scratch dir, not the checkout.
+        .current_dir(medic.dir())
         .output()
         .expect("run schemathesis");
     let report = format!(

@@ -681,14 +681,13 @@ fn a_follower_survives_a_server_restart_and_retry_and_skip_resolve_held_steps() 
     target.assert_each_key_applied_once();
 }
 
-// ---- Routes other branches of issue 4 add; un-ignore after merging them. ----
+// ---- Plans registry, resume and auth over `--server`. ----
 
 fn body_of(path: &Path) -> String {
     std::fs::read_to_string(path).expect("test plan")
 }
 
 #[test]
-#[ignore = "needs the plans registry routes (issue 4, resources branch)"]
 fn plans_register_list_show_and_run_by_name() {
     let medic = Medic::new();
     let target = CounterTarget::start();
@@ -791,7 +790,6 @@ fn plans_register_list_show_and_run_by_name() {
 }
 
 #[test]
-#[ignore = "needs the plans registry routes (issue 4, resources branch)"]
 fn resume_over_the_server_carries_on_a_run_whose_process_died() {
     let medic = Medic::new();
     let target = CounterTarget::start();

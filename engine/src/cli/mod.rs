@@ -65,6 +65,10 @@ struct Cli {
         value_name = "TOKEN"
     )]
     token: Option<String>,
+    /// With an https:// --server: trust the PEM certificate(s) in this file (a private
+    /// CA, or the server's self-signed --tls-cert) instead of the Web PKI roots.
+    #[arg(long, global = true, env = "MEDIC_CA_CERT", value_name = "PEM")]
+    ca_cert: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -227,7 +231,7 @@ pub fn main() -> ExitCode {
         }
     };
     if let Some(server) = cli.server.clone().filter(|s| !s.is_empty()) {
-        let code = rt.block_on(remote::main(server, cli.token, cli.command));
+        let code = rt.block_on(remote::main(server, cli.token, cli.ca_cert, cli.command));
         // A blocking HTTP read left behind by Ctrl-C must not keep the process alive.
         rt.shutdown_background();
         return ExitCode::from(code);

@@ -899,3 +899,65 @@ fn a_real_server_with_auth_takes_the_token_and_says_which_role_is_missing() {
     );
     out.expect_code(exit::SUCCEEDED, String::new);
 }
+
+/// `--server https://...` against `medic serve --tls-cert`: the client trusts the
+/// certificate given with `--ca-cert`, and nothing else.
+#[test]
+fn https_server_with_ca_cert_and_clear_refusals_without_it() {
+    let medic = Medic::new();
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])
+        .expect("a self-signed certificate");
+    let cert_file = medic.write("cert.pem", &cert.cert.pem());
+    let key_file = medic.write("key.pem", &cert.signing_key.serialize_pem());
+    let token = medic.create_token("ops", "operator");
+    let server = Server::start_tls(
+        &medic,
+        Some(&token),
+        &[
+            "--tls-cert",
+            cert_file.to_str().unwrap(),
+            "--tls-key",
+            key_file.to_str().unwrap(),
+        ],
+        cert.cert.der(),
+    );
+    let url = server.url();
+    assert!(url.starts_with("https://"), "{url}");
+    let ca = cert_file.to_str().unwrap();
+
+    let out = medic.remote(
+        url,
+        [
+            "--token",
+            token.as_str(),
+            "--ca-cert",
+            ca,
+            "runs",
+            "list",
+            "--json",
+        ],
+    );
+    out.expect_code(exit::SUCCEEDED, String::new);
+    let listed: serde_json::Value = serde_json::from_str(&out.stdout).expect("runs list --json");
+    assert!(listed.is_array() || listed["runs"].is_array(), "{out}");
+
+    // The self-signed certificate is not in the Web PKI: refused, and said so.
+    let out = medic.remote(url, ["--token", token.as_str(), "runs", "list"]);
+    out.expect_code(exit::FAILED, String::new);
+    assert!(
+        out.stderr.contains("TLS handshake") && out.stderr.contains("--ca-cert"),
+        "{out}"
+    );
+
+    // A --ca-cert that holds no certificate is bad input, named.
+    let key = key_file.to_str().unwrap();
+    let out = medic.remote(
+        url,
+        ["--token", token.as_str(), "--ca-cert", key, "runs", "list"],
+    );
+    out.expect_code(exit::INVALID, String::new);
+    assert!(
+        out.stderr.contains("--ca-cert") && out.stderr.contains("no CERTIFICATE"),
+        "{out}"
+    );
+}

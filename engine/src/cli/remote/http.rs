@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -31,6 +32,17 @@ pub(super) enum Error {
         url: String,
         cause: ureq::Error,
     },
+    /// The TLS handshake failed: the server's certificate is not trusted (or the
+    /// server does not speak TLS). Sending again will not help.
+    #[error(
+        "{what}: the TLS handshake with medic at {url} failed: {cause}; if the server's \
+         certificate is self-signed or from a private CA, pass --ca-cert PEM (or set MEDIC_CA_CERT)"
+    )]
+    Tls {
+        what: String,
+        url: String,
+        cause: ureq::Error,
+    },
     /// The connection broke (or timed out) during the exchange.
     #[error("{what}: the connection to medic at {url} failed: {cause}")]
     Transport {
@@ -51,10 +63,11 @@ pub(super) enum Error {
         status: u16,
         detail: String,
     },
-    #[error(
-        "--server {0}: expected an http:// URL such as http://127.0.0.1:7777 (this medic is built without TLS for the client; reach an https server through a tunnel)"
-    )]
+    #[error("--server {0}: expected an http:// or https:// URL such as http://127.0.0.1:7777")]
     BadUrl(String),
+    /// The `--ca-cert` file cannot be used.
+    #[error("--ca-cert {path}: {detail}")]
+    BadCa { path: String, detail: String },
 }
 
 impl Error {
@@ -63,7 +76,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Problem(p) if (400..500).contains(&p.status) => exit::INVALID,
-            Error::BadUrl(_) => exit::INVALID,
+            Error::BadUrl(_) | Error::BadCa { .. } => exit::INVALID,
             _ => exit::FAILED,
         }
     }
@@ -74,7 +87,9 @@ impl Error {
         match self {
             Error::Unreachable { .. } | Error::Transport { .. } => true,
             Error::Problem(p) => matches!(p.status, 502..=504),
-            Error::Protocol { .. } | Error::BadUrl(_) => false,
+            Error::Protocol { .. } | Error::BadUrl(_) | Error::BadCa { .. } | Error::Tls { .. } => {
+                false
+            }
         }
     }
 
@@ -169,19 +184,35 @@ impl EventStream {
 }
 
 impl Client {
-    pub fn new(server: &str, token: Option<String>) -> Result<Client, Error> {
+    /// A client of the server at `server` (`http://` or `https://`). For HTTPS the
+    /// server's certificate must chain to the PEM certificates in `ca` if given (a
+    /// private CA or a self-signed certificate), else to the Web PKI roots.
+    pub fn new(server: &str, token: Option<String>, ca: Option<&Path>) -> Result<Client, Error> {
         let base = server.trim_end_matches('/');
-        if !base.starts_with("http://") || base.len() <= "http://".len() {
+        let scheme_len = if base.starts_with("https://") {
+            "https://".len()
+        } else if base.starts_with("http://") {
+            "http://".len()
+        } else {
+            return Err(Error::BadUrl(server.to_owned()));
+        };
+        if base.len() <= scheme_len {
             return Err(Error::BadUrl(server.to_owned()));
         }
-        let agent = ureq::Agent::config_builder()
+        let mut config = ureq::Agent::config_builder()
             // Error statuses carry problem+json this client prints.
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(10)))
             .timeout_per_read(Some(READ_TIMEOUT))
-            .user_agent(format!("medic/{}", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
+            .user_agent(format!("medic/{}", env!("CARGO_PKG_VERSION")));
+        if let Some(ca) = ca {
+            config = config.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::new_with_certs(&read_ca(ca)?))
+                    .build(),
+            );
+        }
+        let agent = config.build().into();
         Ok(Client {
             base: base.to_owned(),
             token: token.filter(|t| !t.is_empty()),
@@ -288,8 +319,23 @@ impl Client {
             ureq::Error::Timeout(t) => matches!(t, ureq::Timeout::Connect | ureq::Timeout::Resolve),
             _ => false,
         };
+        let tls = match &cause {
+            ureq::Error::Rustls(_) | ureq::Error::Tls(_) => true,
+            // rustls reports a failed handshake through the stream as an io::Error
+            // wrapping its own error (whose type this crate does not name).
+            ureq::Error::Io(e) => {
+                self.base.starts_with("https://")
+                    && (e.kind() == std::io::ErrorKind::InvalidData || {
+                        let text = e.to_string();
+                        text.contains("certificate") || text.contains("handshake")
+                    })
+            }
+            _ => false,
+        };
         if refused {
             Error::Unreachable { what, url, cause }
+        } else if tls {
+            Error::Tls { what, url, cause }
         } else {
             Error::Transport { what, url, cause }
         }
@@ -413,4 +459,27 @@ mod tests {
         );
         assert!(text.contains("role `approver` or higher"), "{text}");
     }
+}
+
+/// The certificates of a PEM file, for `--ca-cert`.
+fn read_ca(path: &Path) -> Result<Vec<ureq::tls::Certificate<'static>>, Error> {
+    let bad = |detail: String| Error::BadCa {
+        path: path.display().to_string(),
+        detail,
+    };
+    let pem = std::fs::read(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item.map_err(|e| bad(format!("not PEM: {e}")))? {
+            ureq::tls::PemItem::Certificate(cert) => certs.push(cert),
+            _ => {}
+        }
+    }
+    if certs.is_empty() {
+        return Err(bad(
+            "no CERTIFICATE in it: give the PEM certificate (or CA) the server's --tls-cert chains to"
+                .into(),
+        ));
+    }
+    Ok(certs)
 }

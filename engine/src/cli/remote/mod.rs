@@ -6,7 +6,7 @@
 mod http;
 mod sse;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,13 +22,18 @@ use http::{Client, segment};
 const GIVE_UP_AFTER: Duration = Duration::from_secs(120);
 
 /// Runs `command` against the server; prints errors; returns the exit code.
-pub(super) async fn main(server: String, token: Option<String>, command: Command) -> u8 {
+pub(super) async fn main(
+    server: String,
+    token: Option<String>,
+    ca_cert: Option<PathBuf>,
+    command: Command,
+) -> u8 {
     let following = Arc::new(Mutex::new(None::<String>));
     let shown = server.clone();
     let work = tokio::task::spawn_blocking({
         let following = following.clone();
         move || -> Result<u8> {
-            let client = Client::new(&server, token)?;
+            let client = Client::new(&server, token, ca_cert.as_deref())?;
             Remote { client, following }.dispatch(command)
         }
     });

@@ -411,6 +411,30 @@ pub(super) fn segment(s: &str) -> String {
     out
 }
 
+/// The certificates of a PEM file, for `--ca-cert`.
+fn read_ca(path: &Path) -> Result<Vec<ureq::tls::Certificate<'static>>, Error> {
+    let bad = |detail: String| Error::BadCa {
+        path: path.display().to_string(),
+        detail,
+    };
+    let pem = std::fs::read(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        if let ureq::tls::PemItem::Certificate(cert) =
+            item.map_err(|e| bad(format!("not PEM: {e}")))?
+        {
+            certs.push(cert);
+        }
+    }
+    if certs.is_empty() {
+        return Err(bad(
+            "no CERTIFICATE in it: give the PEM certificate (or CA) the server's --tls-cert chains to"
+                .into(),
+        ));
+    }
+    Ok(certs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -459,27 +483,4 @@ mod tests {
         );
         assert!(text.contains("role `approver` or higher"), "{text}");
     }
-}
-
-/// The certificates of a PEM file, for `--ca-cert`.
-fn read_ca(path: &Path) -> Result<Vec<ureq::tls::Certificate<'static>>, Error> {
-    let bad = |detail: String| Error::BadCa {
-        path: path.display().to_string(),
-        detail,
-    };
-    let pem = std::fs::read(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
-    let mut certs = Vec::new();
-    for item in ureq::tls::parse_pem(&pem) {
-        match item.map_err(|e| bad(format!("not PEM: {e}")))? {
-            ureq::tls::PemItem::Certificate(cert) => certs.push(cert),
-            _ => {}
-        }
-    }
-    if certs.is_empty() {
-        return Err(bad(
-            "no CERTIFICATE in it: give the PEM certificate (or CA) the server's --tls-cert chains to"
-                .into(),
-        ));
-    }
-    Ok(certs)
 }

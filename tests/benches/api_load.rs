@@ -8,7 +8,7 @@
 //!
 //! Run: `make bench` (or `cargo bench -p medic-tests --bench api_load` after `make
 //! build`). Knobs: MEDIC_LOAD_CONNECTIONS (default 16), MEDIC_LOAD_SECONDS per phase
-//! (default 10).
+//! (default 10), MEDIC_LOAD_BINARY (another build of medic, e.g. a baseline to compare).
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
@@ -46,7 +46,10 @@ const WARM_UP: Duration = Duration::from_secs(1);
 fn main() {
     let connections = knob("MEDIC_LOAD_CONNECTIONS", 16);
     let phase = Duration::from_secs(knob("MEDIC_LOAD_SECONDS", 10) as u64);
-    let medic = Medic::new();
+    let medic = match std::env::var_os("MEDIC_LOAD_BINARY") {
+        Some(path) => Medic::with_binary(path.into()),
+        None => Medic::new(),
+    };
     let mut server = medic.spawn(SERVE);
     let base = server.wait_for_line(
         Duration::from_secs(60),
@@ -61,6 +64,12 @@ fn main() {
         base,
         bearer: token(&medic),
     };
+    println!(
+        "server: {} serve on {}, data dir {}",
+        medic.binary().display(),
+        client.base,
+        medic.data_dir().display()
+    );
     println!(
         "machine: {} cores, load average {} before the bench",
         std::thread::available_parallelism().map_or(0, |n| n.get()),

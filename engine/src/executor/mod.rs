@@ -4,6 +4,7 @@
 //! timers. It is the only writer of run state. Time comes from an injected `Clock`.
 
 mod node;
+mod plans;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -180,6 +181,7 @@ struct Inner<I> {
     /// How often a driven run looks for operator commands left in the database by
     /// other processes (approvals, cancel, retry, skip).
     inbox_poll: Duration,
+    plans: plans::Plans,
 }
 
 impl<I: Invoker> Executor<I> {
@@ -193,6 +195,7 @@ impl<I: Invoker> Executor<I> {
                 node,
                 progress,
                 inbox_poll: Duration::from_millis(250),
+                plans: plans::Plans::default(),
             }),
         }
     }
@@ -293,16 +296,14 @@ impl<I: Invoker> Executor<I> {
     async fn drive_inner(&self, run_id: &str) -> Result<RunStatus, Error> {
         let inner = &self.inner;
         let stored = inner.store.load_run(run_id).await?;
-        let plan = plan::parse(
-            &format!("run {run_id}"),
-            &stored.plan_source,
-            plan::Format::Json,
-            None,
-        )
-        .map_err(|diagnostics| Error::StoredPlan {
-            run: run_id.into(),
-            diagnostics,
-        })?;
+        let parsed = inner
+            .plans
+            .get(run_id, &stored.summary.plan_hash, &stored.plan_source)
+            .map_err(|diagnostics| Error::StoredPlan {
+                run: run_id.into(),
+                diagnostics,
+            })?;
+        let (plan, dag) = (parsed.plan.clone(), parsed.dag.clone());
         if plan.steps.len() != stored.state.steps.len() {
             return Err(Error::Mismatch {
                 run: run_id.into(),
@@ -310,9 +311,6 @@ impl<I: Invoker> Executor<I> {
                 planned: plan.steps.len(),
             });
         }
-        let plan = Arc::new(plan);
-        let needs = plan.steps.iter().map(|s| s.needs.clone()).collect();
-        let dag = Dag::new(needs).expect("a stored plan was validated acyclic");
         let mut driver = Driver {
             exec: self.clone(),
             plan: plan.clone(),
@@ -333,7 +331,7 @@ impl<I: Invoker> Executor<I> {
 struct Driver<I: Invoker> {
     exec: Executor<I>,
     plan: Arc<Plan>,
-    dag: Dag,
+    dag: Arc<Dag>,
     state: RunState,
     next_seq: i64,
     events: (mpsc::UnboundedSender<Event>, mpsc::UnboundedReceiver<Event>),

@@ -17,7 +17,7 @@ use wasmtime::{Config, Engine, Store, UpdateDeadline};
 
 use super::bindings::{self, PluginPre};
 use super::wasi::{CallState, Caller};
-use super::{Call, Error, HostConfig, Invoker, Manifest, Observation};
+use super::{Call, CheckedPlans, Error, HostConfig, Invoker, Manifest, Observation};
 
 /// Linear memory one call may use.
 pub const MEMORY_LIMIT: usize = 64 << 20;
@@ -36,6 +36,8 @@ pub struct Host {
     /// leaves the cell empty so a later call (after the file is fixed) retries.
     plugins: Mutex<HashMap<String, Arc<OnceCell<Arc<Loaded>>>>>,
     ticker: Arc<AtomicBool>,
+    /// A loaded plugin stays loaded, so a plan that passed its check stays passed.
+    checked: CheckedPlans,
 }
 
 /// A compiled plugin, ready to instantiate.
@@ -88,6 +90,7 @@ impl Host {
             linker,
             plugins: Mutex::new(HashMap::new()),
             ticker,
+            checked: CheckedPlans::default(),
         })
     }
 
@@ -273,6 +276,10 @@ impl Drop for Host {
 }
 
 impl Invoker for Host {
+    fn checked_plans(&self) -> Option<&CheckedPlans> {
+        Some(&self.checked)
+    }
+
     #[instrument(skip_all, fields(plugin, version))]
     async fn manifest(&self, plugin: &str, version: &str) -> Result<Arc<Manifest>, Error> {
         let loaded = self.loaded(plugin).await?;

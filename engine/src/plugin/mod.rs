@@ -19,7 +19,7 @@ mod catalog;
 mod host;
 mod wasi;
 
-pub use catalog::check_plan;
+pub use catalog::{CheckedPlans, check_plan};
 pub use host::{Host, MEMORY_LIMIT, OUTPUT_LIMIT};
 
 /// Where plugins are found and what every call may use.
@@ -143,6 +143,11 @@ pub trait Invoker: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Arc<Manifest>, Error>> + Send;
     fn invoke(&self, call: Call) -> impl Future<Output = Result<Value, Error>> + Send;
     fn observe(&self, call: Call) -> impl Future<Output = Result<Observation, Error>> + Send;
+    /// Where `check_plan` may keep the plans that passed it, for an invoker whose
+    /// manifests never change once loaded; `None` checks every plan afresh.
+    fn checked_plans(&self) -> Option<&CheckedPlans> {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -547,3 +547,29 @@ async fn guest_log_lines_become_tracing_events_with_the_call_context() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plan_that_passed_is_kept_and_one_that_failed_is_checked_again() {
+    // A fresh host over an empty plugin dir: the plan's plugin is not installed yet.
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::new(HostConfig {
+        plugin_dirs: vec![dir.path().to_path_buf()],
+        default_timeout: Duration::from_secs(10),
+    })
+    .unwrap();
+    let text = "apiVersion: medic/v1\nkind: RecoveryPlan\nmetadata: { name: p }\n\
+                plugins: { probe: { use: probe@0.1 } }\nsteps: [{ id: a, uses: probe/noop }]\n";
+    let format = crate::plan::Format::Yaml;
+    let missing = check_plan(&host, "p.yaml", text, format).await.unwrap_err();
+    assert!(missing.to_string().contains("probe"), "{missing}");
+    let checked = host.checked_plans().expect("the host keeps checked plans");
+    assert!(checked.get(format, text).is_none(), "a failure was kept");
+
+    std::fs::copy(dist_dir().join("probe.wasm"), dir.path().join("probe.wasm")).unwrap();
+    let plan = check_plan(&host, "p.yaml", text, format).await.unwrap();
+    assert_eq!(checked.get(format, text).as_ref(), Some(&plan));
+    // Served from the cache, under another file name too (names are only for diagnostics).
+    let again = check_plan(&host, "other.yaml", text, format).await.unwrap();
+    assert_eq!(again, plan);
+    assert!(checked.get(crate::plan::Format::Json, text).is_none());
+}

@@ -231,22 +231,31 @@ impl<I: Invoker> Executor<I> {
         params: Value,
         idempotency_key: Option<&str>,
     ) -> Result<(String, bool), Error> {
-        let id = new_run_id(self.now());
-        let state = RunState::new(id, params, plan.steps.len());
-        Ok(self
-            .inner
-            .store
-            .create_run(NewRun {
-                plan_name: &plan.name,
-                plan_hash: &plan.hash,
-                plan_source: &plan.canonical,
-                step_ids: plan.steps.iter().map(|s| s.id.as_str()).collect(),
-                state: &state,
-                owner: Some(self.inner.node.id()),
-                idempotency_key,
-                at: self.now(),
-            })
-            .await?)
+        let mut tries = 0;
+        loop {
+            let id = new_run_id(self.now());
+            let state = RunState::new(id, params.clone(), plan.steps.len());
+            let created = self
+                .inner
+                .store
+                .create_run(NewRun {
+                    plan_name: &plan.name,
+                    plan_hash: &plan.hash,
+                    plan_source: &plan.canonical,
+                    step_ids: plan.steps.iter().map(|s| s.id.as_str()).collect(),
+                    state: &state,
+                    owner: Some(self.inner.node.id()),
+                    idempotency_key,
+                    at: self.now(),
+                })
+                .await;
+            match created {
+                // Two runs created in the same millisecond drew the same 24 random
+                // bits: nothing was stored for this one, so draw again.
+                Err(store::Error::RunIdTaken(_)) if tries < 3 => tries += 1,
+                other => return Ok(other?),
+            }
+        }
     }
 
     /// Takes over an unfinished run whose owner is gone (or that has none).

@@ -42,6 +42,10 @@ pub enum Error {
     Commit(#[source] Arc<rusqlite::Error>),
     #[error("run `{0}` not found")]
     RunNotFound(String),
+    /// A new run's id is already used (ids carry 24 random bits per millisecond, so
+    /// this is rare but possible under load); the caller picks another id.
+    #[error("a run with id `{0}` exists already")]
+    RunIdTaken(String),
     #[error("the database holds a value medic cannot read ({what}): {detail}")]
     Corrupt { what: &'static str, detail: String },
     #[error("the store's writer thread has stopped")]
@@ -229,7 +233,14 @@ impl Store {
                 .and_then(|mut s| {
                     s.execute(params![state.id, plan.0, plan.1, state.params.to_string(), state.status.as_str(), owner, at])
                 })
-                .map_err(sql("creating the run"))?;
+                .map_err(|e| match &e {
+                    rusqlite::Error::SqliteFailure(f, _)
+                        if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+                    {
+                        Error::RunIdTaken(state.id.clone())
+                    }
+                    _ => sql("creating the run")(e),
+                })?;
                 let mut stmt = conn
                     .prepare_cached(STEP_UPSERT)
                     .map_err(sql("creating the run's steps"))?;

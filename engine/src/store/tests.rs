@@ -171,3 +171,47 @@ async fn claim_only_takes_a_run_from_the_expected_owner_and_commands_are_consume
         Err(Error::RunNotFound(_))
     ));
 }
+
+#[tokio::test]
+async fn a_run_id_in_use_is_refused_as_such_and_nothing_of_the_new_run_is_kept() {
+    let (_dir, store, _) = fixture().await;
+    let same_id = RunState::new("r1".into(), json!({}), 1);
+    let err = store
+        .create_run(NewRun {
+            plan_name: "q",
+            plan_hash: "h2",
+            plan_source: "{}",
+            step_ids: vec!["x"],
+            state: &same_id,
+            owner: None,
+            idempotency_key: Some("k1"),
+            at: 20,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::RunIdTaken(id) if id == "r1"),
+        "{err:?}"
+    );
+    // The job was rolled back alone: the key is free and r1 is as it was.
+    let other = RunState::new("r2".into(), json!({}), 1);
+    let (id, created) = store
+        .create_run(NewRun {
+            plan_name: "q",
+            plan_hash: "h2",
+            plan_source: "{}",
+            step_ids: vec!["x"],
+            state: &other,
+            owner: None,
+            idempotency_key: Some("k1"),
+            at: 30,
+        })
+        .await
+        .unwrap();
+    assert_eq!((id.as_str(), created), ("r2", true));
+    let r1 = store.load_run("r1").await.unwrap();
+    assert_eq!(
+        (r1.summary.plan_hash.as_str(), r1.state.steps.len()),
+        ("h1", 2)
+    );
+}

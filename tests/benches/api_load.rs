@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
-use medic_tests::{Medic, Running, poll_until};
+use medic_tests::{Medic, poll_until};
 use serde_json::{Value, json};
 
 /// How the server is started: the place for an auth flag (`--no-auth`) once
@@ -93,16 +93,18 @@ fn main() {
     // Compiles the plugin, fills caches and pools: not measured, but its runs are
     // created and checked like the others.
     let warm = drive(connections, WARM_UP, &client, submit("warm"));
-    let cpu_before = cpu_time(&server);
+    let cpu_before = (cpu_time(server.pid()), cpu_time(std::process::id()));
     let measured = drive(connections, phase, &client, submit("measured"));
-    let cpu = cpu_time(&server) - cpu_before;
+    let cpu = cpu_time(server.pid()) - cpu_before.0;
+    let own_cpu = cpu_time(std::process::id()) - cpu_before.1;
     let created: Vec<String> = measured.ok.iter().map(|(_, body)| run_id(body)).collect();
     measured.print("submit: POST /v1/runs", "runs created", created.len());
     println!(
-        "submit: server CPU {:.2} s over {:.1} s ({:.0} us per run created, including driving runs finished meanwhile)",
+        "submit: server CPU {:.2} s over {:.1} s ({:.0} us per run created, including driving runs finished meanwhile); load generator CPU {:.2} s",
         cpu.as_secs_f64(),
         measured.elapsed.as_secs_f64(),
-        cpu.as_secs_f64() * 1e6 / created.len().max(1) as f64
+        cpu.as_secs_f64() * 1e6 / created.len().max(1) as f64,
+        own_cpu.as_secs_f64()
     );
 
     // The runs go on in the background; all of them must finish, and succeed.
@@ -374,10 +376,10 @@ fn knob(name: &str, default: usize) -> usize {
     }
 }
 
-/// User + system CPU time the server process has used so far.
-fn cpu_time(server: &Running) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", server.pid()))
-        .expect("reading the server's /proc/PID/stat");
+/// User + system CPU time process `pid` has used so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat =
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("reading /proc/PID/stat");
     // Fields after the `(comm)`, which may contain spaces: utime and stime are the
     // 14th and 15th fields of the whole line.
     let rest = &stat[stat.rfind(')').expect("stat has (comm)") + 2..];

@@ -71,8 +71,9 @@ fn main() {
         medic.data_dir().display()
     );
     println!(
-        "machine: {} cores, load average {} before the bench",
+        "machine: {} cores, {:.0}% idle in the second before the bench (load average {})",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
+        idle_share(Duration::from_secs(1)) * 100.0,
         load_average()
     );
     println!(
@@ -388,6 +389,29 @@ fn cpu_time(pid: u32) -> Duration {
         fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
     // USER_HZ is 100 on Linux.
     Duration::from_millis(ticks * 10)
+}
+
+/// The share of the machine's CPU time that was idle over `window`, from
+/// `/proc/stat`: how quiet the shared machine was (the load average lags by minutes).
+fn idle_share(window: Duration) -> f64 {
+    fn sample() -> (u64, u64) {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let ticks: Vec<u64> = stat
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|t| t.parse().ok())
+            .collect();
+        // idle + iowait, and the total.
+        let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+        (idle, ticks.iter().sum())
+    }
+    let (idle0, total0) = sample();
+    std::thread::sleep(window);
+    let (idle1, total1) = sample();
+    (idle1 - idle0) as f64 / (total1 - total0).max(1) as f64
 }
 
 fn load_average() -> String {

@@ -48,8 +48,8 @@ impl Catalog for Loaded {
 
 /// Parses and validates a plan, checking each step's action and params against the
 /// plugins it names: first without plugins (structure, references), then with the
-/// manifests of exactly the plugins the plan uses. A text the invoker has seen pass
-/// before is not checked again (see `CheckedPlans`).
+/// manifests of exactly the plugins the plan uses. A text that passed before against
+/// the manifests the invoker still has is not checked again (see `CheckedPlans`).
 pub async fn check_plan(
     host: &impl Invoker,
     file: &str,
@@ -57,14 +57,28 @@ pub async fn check_plan(
     format: Format,
 ) -> Result<Plan, Diagnostics> {
     let checked = host.checked_plans();
-    if let Some(plan) = checked.and_then(|c| c.get(format, text)) {
-        return Ok(plan);
+    if let Some(kept) = checked.and_then(|c| c.get(format, text))
+        && kept.still_current(host).await
+    {
+        return Ok(kept.plan);
     }
     let draft = plan::parse(file, text, format, None)?;
     let catalog = Loaded::load(host, &draft).await;
     let plan = plan::parse(file, text, format, Some(&catalog))?;
     if let Some(c) = checked {
-        c.insert(format, text, &plan);
+        let against = catalog
+            .manifests
+            .into_iter()
+            .filter_map(|((name, version), m)| Some((name, version, m.ok()?)))
+            .collect();
+        c.insert(
+            format,
+            text,
+            Kept {
+                plan: plan.clone(),
+                against,
+            },
+        );
     }
     Ok(plan)
 }
@@ -74,19 +88,42 @@ pub async fn check_plan(
 /// params; checking one costs two parses, the plan schema and each action's params
 /// schema, a sizeable part of what a submission costs.
 ///
-/// Sound only for an invoker whose manifests never change once loaded (the `Host`
-/// loads each plugin once per process): the outcome of a check depends on nothing
-/// but the text, its format and those manifests, and the file name appears only in
-/// diagnostics. Failures are not kept: a missing plugin may be installed later.
+/// The outcome of a check depends on nothing but the text, its format and the
+/// manifests of the plugins it names (the file name appears only in diagnostics).
+/// So a kept plan is used only while the invoker still gives, for each of those
+/// plugins, the very manifest it was checked against (the same `Arc`): installing a
+/// plugin anew, or a plugin that no longer loads, means checking again. Failures are
+/// not kept: a missing plugin may be installed later.
 #[derive(Default)]
 pub struct CheckedPlans {
     cache: Mutex<Checked>,
 }
 
+/// A plan that passed, and the manifests it passed against: (name, version
+/// requirement, manifest) per plugin it names.
+#[derive(Clone)]
+pub(super) struct Kept {
+    pub(super) plan: Plan,
+    pub(super) against: Vec<(String, String, Arc<Manifest>)>,
+}
+
+impl Kept {
+    /// Whether every plugin the plan names still has the manifest it was checked against.
+    async fn still_current(&self, host: &impl Invoker) -> bool {
+        for (name, version, manifest) in &self.against {
+            match host.manifest(name, version).await {
+                Ok(now) if Arc::ptr_eq(&now, manifest) => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+}
+
 #[derive(Default)]
 struct Checked {
     /// By format, then by the text itself (not a digest: equal keys are equal texts).
-    by_text: HashMap<Format, HashMap<String, Plan>>,
+    by_text: HashMap<Format, HashMap<String, Kept>>,
     /// Keys in the order they were added, for eviction.
     order: VecDeque<(Format, String)>,
     /// Bytes of text held.
@@ -98,16 +135,18 @@ const CHECKED_PLANS: usize = 256;
 const CHECKED_BYTES: usize = 8 << 20;
 
 impl CheckedPlans {
-    pub(super) fn get(&self, format: Format, text: &str) -> Option<Plan> {
+    pub(super) fn get(&self, format: Format, text: &str) -> Option<Kept> {
         self.lock().by_text.get(&format)?.get(text).cloned()
     }
 
-    pub(super) fn insert(&self, format: Format, text: &str, plan: &Plan) {
+    /// Keeps (or replaces: the plugins may have changed since) the plan of `text`.
+    pub(super) fn insert(&self, format: Format, text: &str, kept: Kept) {
         if text.len() > CHECKED_BYTES / 8 {
             return;
         }
         let mut c = self.lock();
-        if c.by_text.get(&format).is_some_and(|m| m.contains_key(text)) {
+        if let Some(slot) = c.by_text.get_mut(&format).and_then(|m| m.get_mut(text)) {
+            *slot = kept;
             return;
         }
         while c.order.len() >= CHECKED_PLANS || c.bytes + text.len() > CHECKED_BYTES {
@@ -124,7 +163,7 @@ impl CheckedPlans {
         c.by_text
             .entry(format)
             .or_default()
-            .insert(text.to_owned(), plan.clone());
+            .insert(text.to_owned(), kept);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Checked> {

@@ -36,7 +36,7 @@ pub struct Host {
     /// leaves the cell empty so a later call (after the file is fixed) retries.
     plugins: Mutex<HashMap<String, Arc<OnceCell<Arc<Loaded>>>>>,
     ticker: Arc<AtomicBool>,
-    /// A loaded plugin stays loaded, so a plan that passed its check stays passed.
+    /// Plans that passed `check_plan` against the plugins loaded here.
     checked: CheckedPlans,
 }
 

@@ -143,8 +143,8 @@ pub trait Invoker: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Arc<Manifest>, Error>> + Send;
     fn invoke(&self, call: Call) -> impl Future<Output = Result<Value, Error>> + Send;
     fn observe(&self, call: Call) -> impl Future<Output = Result<Observation, Error>> + Send;
-    /// Where `check_plan` may keep the plans that passed it, for an invoker whose
-    /// manifests never change once loaded; `None` checks every plan afresh.
+    /// Where `check_plan` may keep the plans that passed it (each used again only
+    /// while this invoker gives the same manifests); `None` checks every plan afresh.
     fn checked_plans(&self) -> Option<&CheckedPlans> {
         None
     }

@@ -66,6 +66,12 @@ pub struct Medic {
 
 impl Medic {
     pub fn new() -> Medic {
+        Medic::with_binary(binary())
+    }
+
+    /// Like `new`, with another build of medic (e.g. a baseline to compare against).
+    pub fn with_binary(binary: PathBuf) -> Medic {
+        assert!(binary.is_file(), "{} is not a file", binary.display());
         let scratch = tempfile::Builder::new()
             .prefix("medic-test-")
             .tempdir()
@@ -73,7 +79,7 @@ impl Medic {
         std::fs::create_dir(scratch.path().join("data")).expect("create the data dir");
         Medic {
             scratch,
-            binary: binary(),
+            binary,
             plugin_dir: plugin_dir(),
         }
     }
@@ -85,6 +91,11 @@ impl Medic {
 
     pub fn data_dir(&self) -> PathBuf {
         self.dir().join("data")
+    }
+
+    /// The medic binary the commands run.
+    pub fn binary(&self) -> &Path {
+        &self.binary
     }
 
     pub fn plugin_dir(&self) -> &Path {

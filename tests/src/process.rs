@@ -136,6 +136,11 @@ impl Running {
         )
     }
 
+    /// The OS process id, e.g. to read its CPU time from `/proc`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn is_alive(&mut self) -> bool {
         self.status.is_none() && matches!(self.child.try_wait(), Ok(None))
     }

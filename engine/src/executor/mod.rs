@@ -4,6 +4,7 @@
 //! timers. It is the only writer of run state. Time comes from an injected `Clock`.
 
 mod node;
+mod plans;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -208,6 +209,7 @@ struct Inner<I> {
     /// How often a driven run looks for operator commands left in the database by
     /// other processes (approvals, cancel, retry, skip).
     inbox_poll: Duration,
+    plans: plans::Plans,
 }
 
 impl<I: Invoker> Executor<I> {
@@ -222,6 +224,7 @@ impl<I: Invoker> Executor<I> {
                 progress,
                 metrics: Metrics::new(),
                 inbox_poll: Duration::from_millis(250),
+                plans: plans::Plans::default(),
             }),
         }
     }
@@ -263,24 +266,33 @@ impl<I: Invoker> Executor<I> {
         params: Value,
         how: Submission<'_>,
     ) -> Result<(String, bool), Error> {
-        let id = new_run_id(self.now());
-        let state = RunState::new(id, params, plan.steps.len());
-        Ok(self
-            .inner
-            .store
-            .create_run(NewRun {
-                plan_name: &plan.name,
-                plan_version: how.plan_version,
-                plan_hash: &plan.hash,
-                plan_source: &plan.canonical,
-                step_ids: plan.steps.iter().map(|s| s.id.as_str()).collect(),
-                state: &state,
-                owner: Some(self.inner.node.id()),
-                submitted_by: how.submitted_by,
-                idempotency_key: how.idempotency_key,
-                at: self.now(),
-            })
-            .await?)
+        let mut tries = 0;
+        loop {
+            let id = new_run_id(self.now());
+            let state = RunState::new(id, params.clone(), plan.steps.len());
+            let created = self
+                .inner
+                .store
+                .create_run(NewRun {
+                    plan_name: &plan.name,
+                    plan_version: how.plan_version,
+                    plan_hash: &plan.hash,
+                    plan_source: &plan.canonical,
+                    step_ids: plan.steps.iter().map(|s| s.id.as_str()).collect(),
+                    state: &state,
+                    owner: Some(self.inner.node.id()),
+                    submitted_by: how.submitted_by,
+                    idempotency_key: how.idempotency_key,
+                    at: self.now(),
+                })
+                .await;
+            match created {
+                // Two runs created in the same millisecond drew the same 24 random
+                // bits: nothing was stored for this one, so draw again.
+                Err(store::Error::RunIdTaken(_)) if tries < 3 => tries += 1,
+                other => return Ok(other?),
+            }
+        }
     }
 
     /// Takes over an unfinished run whose owner is gone (or that has none).
@@ -330,7 +342,14 @@ impl<I: Invoker> Executor<I> {
     async fn drive_inner(&self, run_id: &str) -> Result<RunStatus, Error> {
         let inner = &self.inner;
         let stored = inner.store.load_run(run_id).await?;
-        let plan = stored_plan(&stored)?;
+        let parsed = inner
+            .plans
+            .get(run_id, &stored.summary.plan_hash, &stored.plan_source)
+            .map_err(|diagnostics| Error::StoredPlan {
+                run: run_id.into(),
+                diagnostics,
+            })?;
+        let (plan, dag) = (parsed.plan.clone(), parsed.dag.clone());
         if plan.steps.len() != stored.state.steps.len() {
             return Err(Error::Mismatch {
                 run: run_id.into(),
@@ -338,9 +357,6 @@ impl<I: Invoker> Executor<I> {
                 planned: plan.steps.len(),
             });
         }
-        let plan = Arc::new(plan);
-        let needs = plan.steps.iter().map(|s| s.needs.clone()).collect();
-        let dag = Dag::new(needs).expect("a stored plan was validated acyclic");
         let seen = stored.state.steps.iter().map(|s| s.status).collect();
         let mut driver = Driver {
             exec: self.clone(),
@@ -364,7 +380,7 @@ impl<I: Invoker> Executor<I> {
 struct Driver<I: Invoker> {
     exec: Executor<I>,
     plan: Arc<Plan>,
-    dag: Dag,
+    dag: Arc<Dag>,
     state: RunState,
     /// Each step's status as last committed, to see which steps just ended.
     seen: Vec<StepStatus>,

@@ -27,7 +27,7 @@ use serde_json::Value;
 /// The plan format's JSON Schema, published as `plans/plan.schema.json`.
 pub const SCHEMA: &str = include_str!("../../../plans/plan.schema.json");
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
     Yaml,
     Json,

@@ -17,7 +17,7 @@ use wasmtime::{Config, Engine, Store, UpdateDeadline};
 
 use super::bindings::{self, PluginPre};
 use super::wasi::{CallState, Caller};
-use super::{Call, Error, HostConfig, Invoker, Manifest, Observation};
+use super::{Call, CheckedPlans, Error, HostConfig, Invoker, Manifest, Observation};
 
 /// Linear memory one call may use.
 pub const MEMORY_LIMIT: usize = 64 << 20;
@@ -40,6 +40,8 @@ pub struct Host {
     /// check of the installed version and their write.
     pub(super) installing: tokio::sync::Mutex<()>,
     ticker: Arc<AtomicBool>,
+    /// Plans that passed `check_plan` against the plugins loaded here.
+    checked: CheckedPlans,
 }
 
 /// A compiled plugin, ready to instantiate.
@@ -93,6 +95,7 @@ impl Host {
             plugins: Mutex::new(HashMap::new()),
             installing: tokio::sync::Mutex::new(()),
             ticker,
+            checked: CheckedPlans::default(),
         })
     }
 
@@ -295,6 +298,10 @@ impl Drop for Host {
 }
 
 impl Invoker for Host {
+    fn checked_plans(&self) -> Option<&CheckedPlans> {
+        Some(&self.checked)
+    }
+
     #[instrument(skip_all, fields(plugin, version))]
     async fn manifest(&self, plugin: &str, version: &str) -> Result<Arc<Manifest>, Error> {
         let loaded = self.loaded(plugin).await?;

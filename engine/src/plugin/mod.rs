@@ -22,7 +22,7 @@ mod host;
 mod install;
 mod wasi;
 
-pub use catalog::check_plan;
+pub use catalog::{CheckedPlans, check_plan};
 pub use host::{Host, MEMORY_LIMIT, OUTPUT_LIMIT};
 pub use install::{Install, InstallOutcome, Installed};
 
@@ -178,6 +178,11 @@ pub trait Invoker: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Arc<Manifest>, Error>> + Send;
     fn invoke(&self, call: Call) -> impl Future<Output = Result<Value, Error>> + Send;
     fn observe(&self, call: Call) -> impl Future<Output = Result<Observation, Error>> + Send;
+    /// Where `check_plan` may keep the plans that passed it (each used again only
+    /// while this invoker gives the same manifests); `None` checks every plan afresh.
+    fn checked_plans(&self) -> Option<&CheckedPlans> {
+        None
+    }
 }
 
 #[cfg(test)]

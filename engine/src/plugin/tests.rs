@@ -648,3 +648,84 @@ async fn install_writes_into_the_first_dir_upgrades_and_refuses_downgrades_unles
         .collect();
     assert_eq!(names, ["probe.wasm"], "no temporary file left behind");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plan_that_passed_is_kept_and_one_that_failed_is_checked_again() {
+    // A fresh host over an empty plugin dir: the plan's plugin is not installed yet.
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::new(HostConfig {
+        plugin_dirs: vec![dir.path().to_path_buf()],
+        default_timeout: Duration::from_secs(10),
+    })
+    .unwrap();
+    let text = "apiVersion: medic/v1\nkind: RecoveryPlan\nmetadata: { name: p }\n\
+                plugins: { probe: { use: probe@0.1 } }\nsteps: [{ id: a, uses: probe/noop }]\n";
+    let format = crate::plan::Format::Yaml;
+    let missing = check_plan(&host, "p.yaml", text, format).await.unwrap_err();
+    assert!(missing.to_string().contains("probe"), "{missing}");
+    let checked = host.checked_plans().expect("the host keeps checked plans");
+    assert!(checked.get(format, text).is_none(), "a failure was kept");
+
+    std::fs::copy(dist_dir().join("probe.wasm"), dir.path().join("probe.wasm")).unwrap();
+    let plan = check_plan(&host, "p.yaml", text, format).await.unwrap();
+    assert_eq!(
+        checked.get(format, text).map(|k| k.plan),
+        Some(plan.clone())
+    );
+    // Served from the cache, under another file name too (names are only for diagnostics).
+    let again = check_plan(&host, "other.yaml", text, format).await.unwrap();
+    assert_eq!(again, plan);
+    assert!(checked.get(crate::plan::Format::Json, text).is_none());
+}
+
+/// An invoker whose plugin can be replaced, as installing a new build does.
+struct Replaceable {
+    manifest: Mutex<Arc<Manifest>>,
+    checked: CheckedPlans,
+}
+
+impl Invoker for Replaceable {
+    async fn manifest(&self, _plugin: &str, _version: &str) -> Result<Arc<Manifest>, Error> {
+        Ok(self.manifest.lock().unwrap().clone())
+    }
+    async fn invoke(&self, _call: Call) -> Result<Value, Error> {
+        unreachable!("plan checks call no plugin")
+    }
+    async fn observe(&self, _call: Call) -> Result<Observation, Error> {
+        unreachable!("plan checks call no plugin")
+    }
+    fn checked_plans(&self) -> Option<&CheckedPlans> {
+        Some(&self.checked)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kept_plan_is_checked_again_once_its_plugin_is_replaced() {
+    let probe = host().manifest("probe", "0.1").await.unwrap();
+    let mut without_noop = (*probe).clone();
+    without_noop.actions.retain(|a| a.name != "noop");
+    let invoker = Replaceable {
+        manifest: Mutex::new(probe.clone()),
+        checked: CheckedPlans::default(),
+    };
+    let text = "apiVersion: medic/v1\nkind: RecoveryPlan\nmetadata: { name: p }\n\
+                plugins: { probe: { use: probe@0.1 } }\nsteps: [{ id: a, uses: probe/noop }]\n";
+    let format = crate::plan::Format::Yaml;
+    check_plan(&invoker, "p.yaml", text, format).await.unwrap();
+    assert!(invoker.checked.get(format, text).is_some());
+
+    *invoker.manifest.lock().unwrap() = Arc::new(without_noop);
+    let err = check_plan(&invoker, "p.yaml", text, format)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no action `noop`"), "{err}");
+
+    // Back to a build with `noop`: a new manifest, so checked (and kept) anew.
+    *invoker.manifest.lock().unwrap() = Arc::new((*probe).clone());
+    check_plan(&invoker, "p.yaml", text, format).await.unwrap();
+    let kept = invoker.checked.get(format, text).unwrap();
+    assert!(Arc::ptr_eq(
+        &kept.against[0].2,
+        &invoker.manifest.lock().unwrap()
+    ));
+}

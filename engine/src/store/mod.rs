@@ -51,6 +51,10 @@ pub enum Error {
     /// says which versions there are.
     #[error("{0}")]
     PlanNotFound(String),
+    /// A new run's id is already used (ids carry 24 random bits per millisecond, so
+    /// this is rare but possible under load); the caller picks another id.
+    #[error("a run with id `{0}` exists already")]
+    RunIdTaken(String),
     #[error("the database holds a value medic cannot read ({what}): {detail}")]
     Corrupt { what: &'static str, detail: String },
     #[error("the store's writer thread has stopped")]
@@ -244,26 +248,37 @@ impl Store {
         let at = new.at;
         self.writer
             .write(move |conn| {
+                // Cached statements: a busy server creates runs by the thousand, and
+                // parsing these four statements each time showed in its profile.
                 if let Some(key) = &key {
                     let existing: Option<String> = conn
-                        .query_row("SELECT run_id FROM submissions WHERE key = ?1", [key], |r| r.get(0))
-                        .optional()
+                        .prepare_cached("SELECT run_id FROM submissions WHERE key = ?1")
+                        .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
                         .map_err(sql("looking up the idempotency key"))?;
                     if let Some(run) = existing {
                         return Ok((run, false));
                     }
                 }
-                conn.execute(
+                conn.prepare_cached(
                     "INSERT OR IGNORE INTO plans (hash, name, source, created_at) VALUES (?1, ?2, ?3, ?4)",
-                    params![plan.0, plan.1, plan.2, at],
                 )
+                .and_then(|mut s| s.execute(params![plan.0, plan.1, plan.2, at]))
                 .map_err(sql("storing the plan"))?;
-                conn.execute(
+                conn.prepare_cached(
                     "INSERT INTO runs (id, plan_hash, plan_name, plan_version, params, status, stop, reason, owner, submitted_by, created_at, updated_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, NULL, ?7, ?8, ?9, ?9)",
-                    params![state.id, plan.0, plan.1, version, state.params.to_string(), state.status.as_str(), owner, submitted_by, at],
                 )
-                .map_err(sql("creating the run"))?;
+                .and_then(|mut s| {
+                    s.execute(params![state.id, plan.0, plan.1, version, state.params.to_string(), state.status.as_str(), owner, submitted_by, at])
+                })
+                .map_err(|e| match &e {
+                    rusqlite::Error::SqliteFailure(f, _)
+                        if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+                    {
+                        Error::RunIdTaken(state.id.clone())
+                    }
+                    _ => sql("creating the run")(e),
+                })?;
                 let mut stmt = conn
                     .prepare_cached(STEP_UPSERT)
                     .map_err(sql("creating the run's steps"))?;
@@ -271,10 +286,10 @@ impl Store {
                     write_step(&mut stmt, &state.id, i, id, s)?;
                 }
                 if let Some(key) = &key {
-                    conn.execute(
+                    conn.prepare_cached(
                         "INSERT INTO submissions (key, run_id, created_at) VALUES (?1, ?2, ?3)",
-                        params![key, state.id, at],
                     )
+                    .and_then(|mut s| s.execute(params![key, state.id, at]))
                     .map_err(sql("recording the idempotency key"))?;
                 }
                 Ok((state.id.clone(), true))
@@ -290,52 +305,7 @@ impl Store {
     /// Loads a run with its plan and state.
     pub async fn load_run(&self, id: &str) -> Result<StoredRun> {
         let id = id.to_owned();
-        self.read(move |conn| {
-            let row = conn
-                .query_row(
-                    &format!(
-                        "SELECT {RUN_COLUMNS}, r.params, r.stop, p.source,
-                        (SELECT COALESCE(MAX(seq), 0) + 1 FROM events e WHERE e.run_id = r.id)
-                     FROM runs r JOIN plans p ON p.hash = r.plan_hash WHERE r.id = ?1"
-                    ),
-                    [&id],
-                    |row| {
-                        Ok((
-                            summary(row)?,
-                            row.get::<_, String>(RUN_COLUMN_COUNT)?,
-                            row.get::<_, Option<String>>(RUN_COLUMN_COUNT + 1)?,
-                            row.get::<_, String>(RUN_COLUMN_COUNT + 2)?,
-                            row.get::<_, i64>(RUN_COLUMN_COUNT + 3)?,
-                        ))
-                    },
-                )
-                .optional()
-                .map_err(sql("reading the run"))?
-                .ok_or_else(|| Error::RunNotFound(id.clone()))?;
-            let (summary, params, stop, plan_source, next_seq) = row;
-            let summary = summary?;
-            let params: Value = serde_json::from_str(&params).map_err(|e| Error::Corrupt {
-                what: "run params",
-                detail: e.to_string(),
-            })?;
-            let stop = stop.as_deref().map(parse_stop).transpose()?;
-            let steps = read_steps(conn, &id)?.into_iter().map(|(_, s)| s).collect();
-            let state = RunState::restore(
-                id,
-                summary.status,
-                summary.reason.clone(),
-                stop,
-                params,
-                steps,
-            );
-            Ok(StoredRun {
-                summary,
-                plan_source,
-                state,
-                next_seq,
-            })
-        })
-        .await
+        self.read(move |conn| read_run(conn, &id)).await
     }
 
     /// Step ids and states of a run, in plan order.
@@ -440,124 +410,54 @@ impl Store {
     /// The run's event log after `after` (sequence numbers start at 1).
     pub async fn events(&self, run: &str, after: i64) -> Result<Vec<EventRow>> {
         let run = run.to_owned();
-        self.read(move |conn| {
-            let query = "SELECT seq, at, kind, step_id, data FROM events
-                         WHERE run_id = ?1 AND seq > ?2 ORDER BY seq";
-            let rows = all(conn, "reading events", query, params![run, after], |row| {
-                Ok((
-                    row.get(0)?,
-                    row.get(1)?,
-                    row.get(2)?,
-                    row.get(3)?,
-                    row.get::<_, String>(4)?,
-                ))
-            })?;
-            rows.into_iter()
-                .map(|(seq, at, kind, step, data)| {
-                    let data = serde_json::from_str(&data).map_err(|e| Error::Corrupt {
-                        what: "event data",
-                        detail: e.to_string(),
-                    })?;
-                    Ok(EventRow {
-                        seq,
-                        at,
-                        kind,
-                        step,
-                        data,
-                    })
-                })
-                .collect()
-        })
-        .await
+        self.read(move |conn| read_events(conn, &run, after)).await
     }
 
     /// Every attempt of a run, in the order they started.
     pub async fn attempts(&self, run: &str) -> Result<Vec<AttemptRow>> {
         let run = run.to_owned();
-        self.read(move |conn| {
-            let query = "SELECT step_id, attempt, undo, key, params, status, output, error,
-                         started_at, finished_at
-                     FROM attempts WHERE run_id = ?1 ORDER BY started_at, rowid";
-            let rows = all(conn, "reading attempts", query, [&run], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, u32>(1)?,
-                    row.get::<_, bool>(2)?,
-                    row.get::<_, String>(3)?,
-                    row.get::<_, String>(4)?,
-                    row.get::<_, String>(5)?,
-                    row.get::<_, Option<String>>(6)?,
-                    row.get::<_, Option<String>>(7)?,
-                    row.get::<_, Ms>(8)?,
-                    row.get::<_, Option<Ms>>(9)?,
-                ))
-            })?;
-            rows.into_iter()
-                .map(
-                    |(
-                        step,
-                        attempt,
-                        undo,
-                        key,
-                        params,
-                        status,
-                        output,
-                        error,
-                        started_at,
-                        finished_at,
-                    )| {
-                        Ok(AttemptRow {
-                            step,
-                            attempt,
-                            undo,
-                            key,
-                            params: json(&params, "attempt params")?,
-                            status,
-                            output: output
-                                .as_deref()
-                                .map(|o| json(o, "attempt output"))
-                                .transpose()?,
-                            error,
-                            started_at,
-                            finished_at,
-                        })
-                    },
-                )
-                .collect()
-        })
-        .await
+        self.read(move |conn| read_attempts(conn, &run)).await
     }
 
     /// The view of a run that `medic runs show --json` and `GET /v1/runs/{id}` give:
-    /// summary, params, steps, attempts and events.
+    /// summary, params, steps, attempts and events. Read in one transaction, so the
+    /// parts agree with each other, and in one trip to the reader thread.
     pub async fn detail(&self, run: &str) -> Result<Value> {
-        let stored = self.load_run(run).await?;
-        let steps = self.steps(run).await?;
-        let attempts = self.attempts(run).await?;
-        let events = self.events(run, 0).await?;
-        let steps: Vec<Value> = steps
-            .into_iter()
-            .map(|(id, s)| {
-                serde_json::json!({
-                    "id": id,
-                    "status": s.status.as_str(),
-                    "attempt": s.attempt,
-                    "undo_attempt": s.undo_attempt,
-                    "until": s.until,
-                    "output": s.output,
-                    "error": s.error,
-                    "started_at": s.started_at,
-                    "finished_at": s.finished_at,
+        let run = run.to_owned();
+        self.read(move |conn| {
+            let tx = conn
+                .unchecked_transaction()
+                .map_err(sql("starting a read of the run"))?;
+            let stored = read_run(&tx, &run)?;
+            let steps = read_steps(&tx, &run)?;
+            let attempts = read_attempts(&tx, &run)?;
+            let events = read_events(&tx, &run, 0)?;
+            tx.finish().map_err(sql("ending a read of the run"))?;
+            let steps: Vec<Value> = steps
+                .into_iter()
+                .map(|(id, s)| {
+                    serde_json::json!({
+                        "id": id,
+                        "status": s.status.as_str(),
+                        "attempt": s.attempt,
+                        "undo_attempt": s.undo_attempt,
+                        "until": s.until,
+                        "output": s.output,
+                        "error": s.error,
+                        "started_at": s.started_at,
+                        "finished_at": s.finished_at,
+                    })
                 })
-            })
-            .collect();
-        Ok(serde_json::json!({
-            "run": stored.summary,
-            "params": stored.state.params,
-            "steps": steps,
-            "attempts": attempts,
-            "events": events,
-        }))
+                .collect();
+            Ok(serde_json::json!({
+                "run": stored.summary,
+                "params": stored.state.params,
+                "steps": steps,
+                "attempts": attempts,
+                "events": events,
+            }))
+        })
+        .await
     }
 
     /// Leaves a command for the process that owns the run (or the next `resume`).
@@ -614,6 +514,118 @@ impl Store {
         })
         .await
     }
+}
+
+/// A run with its plan and state (what `Store::load_run` gives).
+fn read_run(conn: &Connection, id: &str) -> Result<StoredRun> {
+    let row = conn
+        .prepare_cached(&format!(
+            "SELECT {RUN_COLUMNS}, r.params, r.stop, p.source,
+                (SELECT COALESCE(MAX(seq), 0) + 1 FROM events e WHERE e.run_id = r.id)
+             FROM runs r JOIN plans p ON p.hash = r.plan_hash WHERE r.id = ?1"
+        ))
+        .and_then(|mut stmt| {
+            stmt.query_row([id], |row| {
+                Ok((
+                    summary(row)?,
+                    row.get::<_, String>(RUN_COLUMN_COUNT)?,
+                    row.get::<_, Option<String>>(RUN_COLUMN_COUNT + 1)?,
+                    row.get::<_, String>(RUN_COLUMN_COUNT + 2)?,
+                    row.get::<_, i64>(RUN_COLUMN_COUNT + 3)?,
+                ))
+            })
+            .optional()
+        })
+        .map_err(sql("reading the run"))?
+        .ok_or_else(|| Error::RunNotFound(id.to_owned()))?;
+    let (summary, params, stop, plan_source, next_seq) = row;
+    let summary = summary?;
+    let params: Value = serde_json::from_str(&params).map_err(|e| Error::Corrupt {
+        what: "run params",
+        detail: e.to_string(),
+    })?;
+    let stop = stop.as_deref().map(parse_stop).transpose()?;
+    let steps = read_steps(conn, id)?.into_iter().map(|(_, s)| s).collect();
+    let state = RunState::restore(
+        id.to_owned(),
+        summary.status,
+        summary.reason.clone(),
+        stop,
+        params,
+        steps,
+    );
+    Ok(StoredRun {
+        summary,
+        plan_source,
+        state,
+        next_seq,
+    })
+}
+
+fn read_events(conn: &Connection, run: &str, after: i64) -> Result<Vec<EventRow>> {
+    let query = "SELECT seq, at, kind, step_id, data FROM events
+                 WHERE run_id = ?1 AND seq > ?2 ORDER BY seq";
+    let rows = all(conn, "reading events", query, params![run, after], |row| {
+        Ok((
+            row.get(0)?,
+            row.get(1)?,
+            row.get(2)?,
+            row.get(3)?,
+            row.get::<_, String>(4)?,
+        ))
+    })?;
+    rows.into_iter()
+        .map(|(seq, at, kind, step, data)| {
+            Ok(EventRow {
+                seq,
+                at,
+                kind,
+                step,
+                data: json(&data, "event data")?,
+            })
+        })
+        .collect()
+}
+
+fn read_attempts(conn: &Connection, run: &str) -> Result<Vec<AttemptRow>> {
+    let query = "SELECT step_id, attempt, undo, key, params, status, output, error,
+                 started_at, finished_at
+             FROM attempts WHERE run_id = ?1 ORDER BY started_at, rowid";
+    let rows = all(conn, "reading attempts", query, [run], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, u32>(1)?,
+            row.get::<_, bool>(2)?,
+            row.get::<_, String>(3)?,
+            row.get::<_, String>(4)?,
+            row.get::<_, String>(5)?,
+            row.get::<_, Option<String>>(6)?,
+            row.get::<_, Option<String>>(7)?,
+            row.get::<_, Ms>(8)?,
+            row.get::<_, Option<Ms>>(9)?,
+        ))
+    })?;
+    rows.into_iter()
+        .map(
+            |(step, attempt, undo, key, params, status, output, error, started_at, finished_at)| {
+                Ok(AttemptRow {
+                    step,
+                    attempt,
+                    undo,
+                    key,
+                    params: json(&params, "attempt params")?,
+                    status,
+                    output: output
+                        .as_deref()
+                        .map(|o| json(o, "attempt output"))
+                        .transpose()?,
+                    error,
+                    started_at,
+                    finished_at,
+                })
+            },
+        )
+        .collect()
 }
 
 /// The machine's own limit, for benchmarks: the latency of each of `n` single-row

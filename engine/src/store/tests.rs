@@ -431,3 +431,51 @@ async fn runs_are_listed_by_status_plan_and_creation_time_and_counted_by_status(
     assert!(counts.contains(&(RunStatus::Succeeded, 1)));
     assert!(counts.contains(&(RunStatus::Failed, 0)));
 }
+
+#[tokio::test]
+async fn a_run_id_in_use_is_refused_as_such_and_nothing_of_the_new_run_is_kept() {
+    let (_dir, store, _) = fixture().await;
+    let same_id = RunState::new("r1".into(), json!({}), 1);
+    let err = store
+        .create_run(NewRun {
+            plan_name: "q",
+            plan_version: None,
+            plan_hash: "h2",
+            plan_source: "{}",
+            step_ids: vec!["x"],
+            state: &same_id,
+            owner: None,
+            submitted_by: None,
+            idempotency_key: Some("k1"),
+            at: 20,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::RunIdTaken(id) if id == "r1"),
+        "{err:?}"
+    );
+    // The job was rolled back alone: the key is free and r1 is as it was.
+    let other = RunState::new("r2".into(), json!({}), 1);
+    let (id, created) = store
+        .create_run(NewRun {
+            plan_name: "q",
+            plan_version: None,
+            plan_hash: "h2",
+            plan_source: "{}",
+            step_ids: vec!["x"],
+            state: &other,
+            owner: None,
+            submitted_by: None,
+            idempotency_key: Some("k1"),
+            at: 30,
+        })
+        .await
+        .unwrap();
+    assert_eq!((id.as_str(), created), ("r2", true));
+    let r1 = store.load_run("r1").await.unwrap();
+    assert_eq!(
+        (r1.summary.plan_hash.as_str(), r1.state.steps.len()),
+        ("h1", 2)
+    );
+}

@@ -64,7 +64,7 @@ fn run(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
                 Err(_) => break,
             }
         }
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = exec(&conn, "BEGIN IMMEDIATE") {
             let e = Arc::new(e);
             for job in jobs {
                 let (_, done) = job(&conn);
@@ -74,21 +74,21 @@ fn run(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
         }
         let mut done = Vec::with_capacity(jobs.len());
         for job in jobs {
-            let sp = conn.execute_batch("SAVEPOINT job");
+            let sp = exec(&conn, "SAVEPOINT job");
             let (ok, d) = job(&conn);
-            let end = if ok {
-                "RELEASE job"
-            } else {
-                "ROLLBACK TO job; RELEASE job"
-            };
-            let end = sp.and_then(|_| conn.execute_batch(end));
+            let end = sp.and_then(|()| {
+                if !ok {
+                    exec(&conn, "ROLLBACK TO job")?;
+                }
+                exec(&conn, "RELEASE job")
+            });
             done.push((d, end.err()));
         }
-        let commit = conn.execute_batch("COMMIT");
+        let commit = exec(&conn, "COMMIT");
         let commit = match commit {
             Ok(()) => None,
             Err(e) => {
-                let _ = conn.execute_batch("ROLLBACK");
+                let _ = exec(&conn, "ROLLBACK");
                 Some(Arc::new(e))
             }
         };
@@ -101,4 +101,10 @@ fn run(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
             d(err);
         }
     }
+}
+
+/// One statement of the group's bracketing, prepared once: each job opens and
+/// releases a savepoint, and re-parsing that SQL every time showed in profiles.
+fn exec(conn: &Connection, statement: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(statement)?.execute([]).map(|_| ())
 }

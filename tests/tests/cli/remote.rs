@@ -520,9 +520,12 @@ fn refusals_and_an_unreachable_server_say_what_happened_and_exit_2_or_1() {
         "{out}"
     );
 
-    let out = medic.remote("https://example.invalid", ["runs", "list"]);
+    let out = medic.remote("ftp://127.0.0.1:7777", ["runs", "list"]);
     out.expect_code(exit::INVALID, String::new);
-    assert!(out.stderr.contains("expected an http:// URL"), "{out}");
+    assert!(
+        out.stderr.contains("expected an http:// or https:// URL"),
+        "{out}"
+    );
 }
 
 #[test]

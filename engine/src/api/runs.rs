@@ -464,7 +464,7 @@ async fn decide(
     if s.auth == AuthMode::Tokens {
         let stored = s.exec.store().load_run(run).await?;
         if stored.summary.submitted_by.as_deref() == Some(caller.name.as_str()) {
-            let plan = executor::stored_plan(&stored)?;
+            let plan = s.exec.stored_plan(&stored)?;
             let own = plan.steps.iter().find(|st| st.id == step);
             if let Some(StepKind::Approval(a)) = own.map(|st| &st.kind)
                 && !a.allow_self_approval

@@ -150,21 +150,6 @@ pub async fn post_command(
     Ok(())
 }
 
-/// The plan of a stored run, parsed again from its canonical JSON.
-pub fn stored_plan(stored: &store::StoredRun) -> Result<Plan, Error> {
-    let run = &stored.summary.id;
-    plan::parse(
-        &format!("run {run}"),
-        &stored.plan_source,
-        plan::Format::Json,
-        None,
-    )
-    .map_err(|diagnostics| Error::StoredPlan {
-        run: run.clone(),
-        diagnostics,
-    })
-}
-
 /// One committed log entry of a run, for whoever watches (the CLI's progress lines,
 /// later the API's event stream). Sent only after the entry is durable.
 #[derive(Debug, Clone)]
@@ -339,16 +324,26 @@ impl<I: Invoker> Executor<I> {
         self.drive_inner(run_id).instrument(span).await
     }
 
+    /// The plan of a stored run, parsed once per process (by its content hash).
+    pub fn stored_plan(&self, stored: &store::StoredRun) -> Result<Arc<Plan>, Error> {
+        Ok(self.parsed(stored)?.plan.clone())
+    }
+
+    fn parsed(&self, stored: &store::StoredRun) -> Result<Arc<plans::Parsed>, Error> {
+        let run = &stored.summary.id;
+        self.inner
+            .plans
+            .get(run, &stored.summary.plan_hash, &stored.plan_source)
+            .map_err(|diagnostics| Error::StoredPlan {
+                run: run.clone(),
+                diagnostics,
+            })
+    }
+
     async fn drive_inner(&self, run_id: &str) -> Result<RunStatus, Error> {
         let inner = &self.inner;
         let stored = inner.store.load_run(run_id).await?;
-        let parsed = inner
-            .plans
-            .get(run_id, &stored.summary.plan_hash, &stored.plan_source)
-            .map_err(|diagnostics| Error::StoredPlan {
-                run: run_id.into(),
-                diagnostics,
-            })?;
+        let parsed = self.parsed(&stored)?;
         let (plan, dag) = (parsed.plan.clone(), parsed.dag.clone());
         if plan.steps.len() != stored.state.steps.len() {
             return Err(Error::Mismatch {

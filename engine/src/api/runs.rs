@@ -508,7 +508,11 @@ async fn command(
     )
     .await?;
     match s.exec.claim(run).await {
-        Ok(()) => s.drive(run.to_owned()),
+        // Our driver, if it runs, reads the inbox now; if none runs, one starts.
+        Ok(()) => {
+            s.exec.ring(run);
+            s.drive(run.to_owned());
+        }
         // Another live medic drives it and will pick the command up from the inbox.
         Err(executor::Error::Owned { .. }) => {}
         Err(e) => return Err(e.into()),

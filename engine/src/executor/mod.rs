@@ -6,12 +6,12 @@
 mod node;
 mod plans;
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{Notify, broadcast, mpsc};
 use tokio::task::JoinSet;
 use tracing::{Instrument, info_span};
 
@@ -194,6 +194,9 @@ struct Inner<I> {
     /// How often a driven run looks for operator commands left in the database by
     /// other processes (approvals, cancel, retry, skip).
     inbox_poll: Duration,
+    /// A bell per run this process drives: a command posted through this process
+    /// rings it so the driver reads its inbox at once instead of at the next poll.
+    bells: Mutex<HashMap<String, Arc<Notify>>>,
     plans: plans::Plans,
 }
 
@@ -209,6 +212,7 @@ impl<I: Invoker> Executor<I> {
                 progress,
                 metrics: Metrics::new(),
                 inbox_poll: Duration::from_millis(250),
+                bells: Mutex::new(HashMap::new()),
                 plans: plans::Plans::default(),
             }),
         }
@@ -229,6 +233,16 @@ impl<I: Invoker> Executor<I> {
     /// What this executor recorded: plugin calls, step ends, its ready queue.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// Wakes the driver of `run` in this process, if there is one, to read the
+    /// run's inbox now: for a command just posted through this process. Commands
+    /// posted by other processes are found by the driver's poll.
+    pub fn ring(&self, run: &str) {
+        if let Some(bell) = lock(&self.inner.bells).get(run) {
+            // A permit is kept if the driver is not waiting right now.
+            bell.notify_one();
+        }
     }
 
     /// Committed log entries of every run this executor drives.
@@ -353,8 +367,10 @@ impl<I: Invoker> Executor<I> {
             });
         }
         let seen = stored.state.steps.iter().map(|s| s.status).collect();
+        let bell = Bell::hang(self, run_id);
         let mut driver = Driver {
             exec: self.clone(),
+            bell: bell.0.clone(),
             plan: plan.clone(),
             dag,
             seen,
@@ -372,8 +388,33 @@ impl<I: Invoker> Executor<I> {
     }
 }
 
+/// A run's bell while its driver lives; taken down when the driver ends.
+struct Bell<I: Invoker>(Arc<Notify>, Executor<I>, String);
+
+impl<I: Invoker> Bell<I> {
+    fn hang(exec: &Executor<I>, run: &str) -> Bell<I> {
+        let bell = lock(&exec.inner.bells)
+            .entry(run.to_owned())
+            .or_default()
+            .clone();
+        Bell(bell, exec.clone(), run.to_owned())
+    }
+}
+
+impl<I: Invoker> Drop for Bell<I> {
+    fn drop(&mut self) {
+        lock(&self.1.inner.bells).remove(&self.2);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 struct Driver<I: Invoker> {
     exec: Executor<I>,
+    /// Rung by `Executor::ring` when a command for this run was posted here.
+    bell: Arc<Notify>,
     plan: Arc<Plan>,
     dag: Arc<Dag>,
     state: RunState,
@@ -402,25 +443,28 @@ impl<I: Invoker> Driver<I> {
             let held = self.state.status == RunStatus::Held;
             let mut batch = Vec::new();
             let mut consumed = Vec::new();
-            tokio::select! {
+            let read_inbox = tokio::select! {
                 ev = self.events.1.recv(), if !held => {
                     batch.extend(ev);
                     // Everything that is ready now goes into the same commit.
                     while let Ok(ev) = self.events.1.try_recv() {
                         batch.push(ev);
                     }
+                    false
                 }
-                _ = tokio::time::sleep_until(next_poll) => {
-                    next_poll = tokio::time::Instant::now() + poll;
-                    for cmd in self.exec.inner.store.open_commands(&self.state.id).await? {
-                        consumed.push(cmd.id);
-                        if let Some(ev) = self.command_event(&cmd) {
-                            batch.push(ev);
-                        }
+                _ = tokio::time::sleep_until(next_poll) => true,
+                _ = self.bell.notified() => true,
+            };
+            if read_inbox {
+                next_poll = tokio::time::Instant::now() + poll;
+                for cmd in self.exec.inner.store.open_commands(&self.state.id).await? {
+                    consumed.push(cmd.id);
+                    if let Some(ev) = self.command_event(&cmd) {
+                        batch.push(ev);
                     }
-                    if held && consumed.is_empty() {
-                        return Ok(RunStatus::Held);
-                    }
+                }
+                if held && consumed.is_empty() {
+                    return Ok(RunStatus::Held);
                 }
             }
             if batch.is_empty() && consumed.is_empty() {

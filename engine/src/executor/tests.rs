@@ -251,3 +251,47 @@ async fn a_run_owned_by_a_live_process_cannot_be_taken_over() {
     drop(exec);
     other.claim(&run).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_command_posted_through_this_process_is_applied_at_once_not_at_the_next_poll() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Arc::new(Fake::default());
+    let mut exec = executor(dir.path(), &fake);
+    // A poll so slow that only the bell can explain a prompt decision.
+    Arc::get_mut(&mut exec.inner)
+        .expect("sole owner")
+        .inbox_poll = Duration::from_secs(3600);
+    let p = plan(
+        "  - { id: gate, approval: { prompt: go?, timeout: 1h } }\n  - { id: after, uses: p/noop, needs: [gate] }\n",
+    );
+    let run = exec.create(&p, json!({})).await.unwrap();
+    let driving = tokio::spawn({
+        let (exec, run) = (exec.clone(), run.clone());
+        async move { exec.drive(&run).await }
+    });
+    loop {
+        let steps = exec.store().steps(&run).await.unwrap();
+        if steps[0].1.status == run::StepStatus::Approval {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    post_command(
+        exec.store(),
+        &run,
+        Some("gate"),
+        CommandKind::Approve,
+        "alice",
+        None,
+        0,
+    )
+    .await
+    .unwrap();
+    exec.ring(&run);
+    let done = tokio::time::timeout(Duration::from_secs(10), driving)
+        .await
+        .expect("the rung driver applies the approval without waiting for its hourly poll");
+    assert_eq!(done.unwrap().unwrap(), RunStatus::Succeeded);
+    // The bell came down with the driver.
+    assert!(exec.inner.bells.lock().unwrap().is_empty());
+}

@@ -348,7 +348,8 @@ async fn check(need: Role, req: Request, next: Next) -> Response {
             req.uri().path(),
             c.name,
             c.role
-        )),
+        ))
+        .needing_role(need.to_string()),
         Some(Identity::Rejected(why)) => ApiError::unauthorized(*why),
         Some(Identity::Missing) | None => ApiError::unauthorized(NO_TOKEN),
     };

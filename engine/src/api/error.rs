@@ -27,6 +27,9 @@ pub struct Problem {
     /// Validation errors, each with its field path and position in the plan.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<FieldError>>,
+    /// On a 403 for a role too low: the lowest role that may do this.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub required_role: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -45,6 +48,8 @@ pub struct ApiError {
     detail: String,
     /// Validation errors with their field paths and positions.
     errors: Option<Vec<Value>>,
+    /// A 403's `required_role` extension member (RFC 9457 §3.2).
+    required_role: Option<String>,
 }
 
 impl ApiError {
@@ -54,6 +59,7 @@ impl ApiError {
             title,
             detail: detail.into(),
             errors: None,
+            required_role: None,
         }
     }
 
@@ -63,6 +69,7 @@ impl ApiError {
             title: "Bad request",
             detail: detail.into(),
             errors: None,
+            required_role: None,
         }
     }
 
@@ -72,6 +79,7 @@ impl ApiError {
             title: "Not found",
             detail: detail.into(),
             errors: None,
+            required_role: None,
         }
     }
 
@@ -82,6 +90,7 @@ impl ApiError {
             title: "No such route",
             detail: format!("medic has no route {path}: see /openapi.json for the API"),
             errors: None,
+            required_role: None,
         }
     }
 
@@ -93,6 +102,7 @@ impl ApiError {
             title: "Unauthorized",
             detail: detail.into(),
             errors: None,
+            required_role: None,
         }
     }
 
@@ -103,7 +113,14 @@ impl ApiError {
             title: "Forbidden",
             detail: detail.into(),
             errors: None,
+            required_role: None,
         }
+    }
+
+    /// Names the role a refused call needs, for clients to say what to ask for.
+    pub fn needing_role(mut self, role: impl Into<String>) -> ApiError {
+        self.required_role = Some(role.into());
+        self
     }
 
     /// 409: the request does not fit the state of what it names.
@@ -122,6 +139,7 @@ impl ApiError {
             title: "Invalid plan or params",
             detail: detail.into(),
             errors: Some(errors),
+            required_role: None,
         }
     }
 
@@ -132,6 +150,7 @@ impl ApiError {
             title: "Internal error",
             detail,
             errors: None,
+            required_role: None,
         }
     }
 }
@@ -146,6 +165,9 @@ impl IntoResponse for ApiError {
         });
         if let Some(errors) = self.errors {
             body["errors"] = Value::Array(errors);
+        }
+        if let Some(role) = self.required_role {
+            body["required_role"] = Value::String(role);
         }
         let mut resp = (self.status, Json(body)).into_response();
         resp.headers_mut().insert(
@@ -169,6 +191,7 @@ impl From<JsonRejection> for ApiError {
             title: "Bad request body",
             detail: e.body_text(),
             errors: None,
+            required_role: None,
         }
     }
 }

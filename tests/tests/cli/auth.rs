@@ -161,6 +161,10 @@ fn every_route_needs_the_contract_role_401_without_a_token_403_below_it() {
                 detail.contains(&format!("`{role}`")) && detail.contains(&format!("`{below}`")),
                 "{what}: the 403 names the role needed and the token's: {detail}"
             );
+            assert_eq!(
+                r.body["required_role"], *role,
+                "{what}: the 403 carries `required_role` for clients: {r:?}"
+            );
         }
         for enough in &ROLES[rank..] {
             let r = request(&server.client(Some(token(enough))), method, &path);

@@ -886,8 +886,11 @@ fn a_real_server_with_auth_takes_the_token_and_says_which_role_is_missing() {
     );
     out.expect_code(exit::INVALID, String::new);
     assert!(
-        out.stderr.contains("answered 403"),
-        "an operator cannot approve: {out}"
+        out.stderr.contains("answered 403")
+            && out
+                .stderr
+                .contains("needs a token with role `approver` or higher"),
+        "an operator cannot approve, and is told which role can: {out}"
     );
     let out = medic.remote(
         url,

@@ -380,6 +380,12 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             }
             let state = crate::api::AppState::new(exec, auth);
             let resumed = state.resume_orphans().await?;
+            // Schedules are decided once before the listener opens (so a due time
+            // missed while down is handled at start-up), then every second.
+            tokio::spawn(crate::api::scheduler::run(
+                state.clone(),
+                std::time::Duration::from_secs(1),
+            ));
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("listening on {listen}"))?;

@@ -45,6 +45,18 @@ pub enum SkipReason {
     Overlap,
 }
 
+impl SkipReason {
+    /// As stored in a schedule's history.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::Missed => "missed",
+            SkipReason::Coalesced => "coalesced",
+            SkipReason::OutsideWindow => "outside-window",
+            SkipReason::Overlap => "overlap",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Skip {
     pub due: Ms,

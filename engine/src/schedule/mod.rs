@@ -31,7 +31,7 @@ pub struct Spec {
     pub plan: String,
     #[serde(default)]
     pub params: serde_json::Map<String, serde_json::Value>,
-    /// Five fields: minute hour day-of-month month day-of-week.
+    /// Five fields: minute hour day-of-month month day-of-week; or six, seconds first.
     pub cron: String,
     #[serde(default = "utc")]
     pub timezone: String,
@@ -220,29 +220,35 @@ fn parse_plan_ref(s: &str) -> Result<PlanRef, Error> {
     })
 }
 
-/// Five standard fields. The `cron` crate wants seconds first and numbers days of the
-/// week from Sunday = 1, where most crons use Sunday = 0, so a numeric day of week is
-/// refused rather than silently read one day off: names (MON-FRI) are unambiguous.
+/// Five standard fields, or six with seconds first (for sub-minute schedules, and
+/// tests that cannot wait a minute). The `cron` crate wants seconds first and numbers
+/// days of the week from Sunday = 1, where most crons use Sunday = 0, so a numeric day
+/// of week is refused rather than silently read one day off: names (MON-FRI) are not
+/// ambiguous.
 fn parse_cron(s: &str) -> Result<cron::Schedule, Error> {
     let fields: Vec<&str> = s.split_whitespace().collect();
-    if fields.len() != 5 {
-        return Err(bad(
-            "cron",
-            s,
-            format!(
-                "5 fields (minute hour day-of-month month day-of-week), found {}",
-                fields.len()
-            ),
-        ));
-    }
-    if fields[4].chars().any(|c| c.is_ascii_digit()) && !fields[4].starts_with("*/") {
+    let expression = match fields.len() {
+        5 => format!("0 {}", fields.join(" ")),
+        6 => fields.join(" "),
+        n => {
+            return Err(bad(
+                "cron",
+                s,
+                format!(
+                    "5 fields (minute hour day-of-month month day-of-week), or 6 with seconds first; found {n}"
+                ),
+            ));
+        }
+    };
+    let dow = fields[fields.len() - 1];
+    if dow.chars().any(|c| c.is_ascii_digit()) && !dow.starts_with("*/") {
         return Err(bad(
             "cron",
             s,
             "day-of-week as names (SUN, MON-FRI) or *: numbers differ between cron dialects",
         ));
     }
-    cron::Schedule::from_str(&format!("0 {s}"))
+    cron::Schedule::from_str(&expression)
         .map_err(|e| bad("cron", s, format!("a cron expression ({e})")))
 }
 

@@ -88,7 +88,7 @@ fn a_valid_spec_parses() {
 
 #[test]
 fn bad_cron_names_the_field_and_what_was_expected() {
-    let e = err(|s| s.cron = "0 0 3 * * *".into());
+    let e = err(|s| s.cron = "0 0 3 * * * 2026".into());
     assert_eq!(e.field, "cron");
     assert!(e.expected.contains("5 fields"), "{e}");
     let e = err(|s| s.cron = "61 3 * * *".into());
@@ -102,6 +102,14 @@ fn bad_cron_names_the_field_and_what_was_expected() {
     assert!(e.expected.contains("names"), "{e}");
     assert!(spec("0 3 * * MON-FRI").validate().is_ok());
     assert!(spec("*/15 * * * *").validate().is_ok());
+    // Six fields: seconds first.
+    let every_20s = spec("*/20 * * * * *").validate().unwrap();
+    let t = utc(2026, 1, 1, 0, 0);
+    let n: Vec<Ms> = next_due_times(&every_20s, t, 3)
+        .into_iter()
+        .map(|x| x.0)
+        .collect();
+    assert_eq!(n, vec![t + 20_000, t + 40_000, t + 60_000]);
 }
 
 #[test]

@@ -182,3 +182,95 @@ fn schedules_are_managed_over_rest() {
     assert_eq!(gone.status, 204, "{:?}", gone.body);
     assert_eq!(server.get_json(&format!("/v1/schedules/{NAME}")).0, 404);
 }
+
+#[test]
+fn the_cli_adds_lists_pauses_resumes_and_removes_schedules() {
+    let medic = Medic::new();
+    let server = Server::admin(&medic);
+    let text = std::fs::read_to_string(plan("counters.yaml")).expect("test plan");
+    let (status, _, body) = server.post("/v1/plans", &[], &json!({ "plan": text }));
+    assert_eq!(status, 201, "{body}");
+
+    let bad = medic.run([
+        "schedule",
+        "add",
+        "--name",
+        NAME,
+        "--plan",
+        "test-counters@1",
+        "--cron",
+        "0 3 * * 1",
+    ]);
+    bad.expect_code(2, || "a numeric day of week is refused".into());
+    assert!(
+        bad.stderr.contains("schedule field `cron`"),
+        "{}",
+        bad.stderr
+    );
+    let missing = medic.run([
+        "schedule",
+        "add",
+        "--name",
+        NAME,
+        "--plan",
+        "nope@1",
+        "--cron",
+        "0 3 * * *",
+    ]);
+    missing.expect_code(2, || "an unregistered plan is refused".into());
+    assert!(
+        missing.stderr.contains("schedule field `plan`"),
+        "{}",
+        missing.stderr
+    );
+
+    let added = medic.run([
+        "schedule",
+        "add",
+        "--name",
+        NAME,
+        "--plan",
+        "test-counters@1",
+        "--cron",
+        "30 2 * * MON-FRI",
+        "--timezone",
+        "Europe/Berlin",
+        "--param",
+        "target=127.0.0.1:1",
+        "--jitter",
+        "5m",
+        "--window",
+        "01:00-05:00",
+        "--missed",
+        "run-once",
+        "--overlap",
+        "queue",
+    ]);
+    added.expect_code(0, || "add".into());
+    assert!(added.stdout.contains("next due"), "{}", added.stdout);
+    // The server sees what the CLI wrote to the same database.
+    let (status, shown) = server.get_json(&format!("/v1/schedules/{NAME}"));
+    assert_eq!(status, 200, "{shown}");
+    assert_eq!(shown["spec"]["overlap"], "queue");
+    assert_eq!(shown["next"].as_array().unwrap().len(), 5, "{shown}");
+
+    let list = medic.run(["schedule", "list"]);
+    assert!(
+        list.stdout.contains(NAME) && list.stdout.contains("enabled"),
+        "{}",
+        list.stdout
+    );
+    medic
+        .run(["schedule", "pause", NAME])
+        .expect_code(0, || "pause".into());
+    assert!(medic.run(["schedule", "list"]).stdout.contains("paused"));
+    medic
+        .run(["schedule", "resume", NAME])
+        .expect_code(0, || "resume".into());
+    medic
+        .run(["schedule", "rm", NAME])
+        .expect_code(0, || "rm".into());
+    let gone = medic.run(["schedule", "rm", NAME]);
+    assert_ne!(gone.code, 0);
+    assert!(gone.stderr.contains("no schedule named"), "{}", gone.stderr);
+}

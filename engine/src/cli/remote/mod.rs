@@ -120,6 +120,9 @@ impl Remote {
             Command::Serve { .. } => {
                 bail!("`medic serve` runs a server; it does not take --server (unset MEDIC_SERVER)")
             }
+            Command::Schedule { .. } => bail!(
+                "`medic schedule` over --server is not built yet: use /v1/schedules on the server, or run it on medic's host without --server (unset MEDIC_SERVER)"
+            ),
             Command::Token { .. } => bail!(
                 "`medic token` works on medic's host, against its database: run it there without --server (unset MEDIC_SERVER)"
             ),

@@ -3,10 +3,12 @@
 //! its due times through `Executor::fire` (the fire and its run in one transaction)
 //! and drives the runs created. Runs record `schedule:NAME` as their submitter.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use tokio::sync::OnceCell;
 
 use super::AppState;
 use crate::executor::{self, Fire};
@@ -21,29 +23,78 @@ use crate::store::{self, ScheduleRow};
 const CONCURRENCY: usize = 256;
 
 /// Runs until the process ends. `up_since` (the clock at start-up) tells due times
-/// missed while no scheduler ran from those merely decided late.
+/// missed while no scheduler ran from those merely decided late. Passes come every
+/// `tick` (schedules created or resumed meanwhile, runs that ended for `queue`), and
+/// sooner when a fire instant comes first, so a fire is not up to a tick late.
 pub async fn run(state: Arc<AppState>, tick: Duration) {
     let up_since = state.exec.now();
     loop {
-        if let Err(e) = tick_once(&state, up_since).await {
-            tracing::error!(error = %e, "deciding schedules failed; trying again next tick");
-        }
-        tokio::time::sleep(tick).await;
+        let pause = match tick_once(&state, up_since).await {
+            Ok(pass) => pass.wake_at.map_or(tick, |at| {
+                let ms = (at - state.exec.now()).max(0) as u64;
+                tick.min(Duration::from_millis(ms))
+            }),
+            Err(e) => {
+                tracing::error!(error = %e, "deciding schedules failed; trying again next tick");
+                tick
+            }
+        };
+        tokio::time::sleep(pause).await;
     }
 }
 
-/// One pass over every schedule; returns how many runs it created.
-pub async fn tick_once(state: &Arc<AppState>, up_since: Ms) -> Result<usize, store::Error> {
-    let rows = state.exec.store().schedules().await?;
-    let fired = futures_util::stream::iter(rows.into_iter().filter(|r| r.enabled))
-        .map(|row| async move { one(state, row, up_since).await })
-        .buffer_unordered(CONCURRENCY)
-        .fold(0, |n, k| async move { n + k })
-        .await;
-    Ok(fired)
+/// What one pass did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Pass {
+    /// Runs created.
+    pub fired: usize,
+    /// The earliest fire instant still to come.
+    pub wake_at: Option<Ms>,
 }
 
-async fn one(state: &Arc<AppState>, row: ScheduleRow, up_since: Ms) -> usize {
+/// One pass over every schedule.
+pub async fn tick_once(state: &Arc<AppState>, up_since: Ms) -> Result<Pass, store::Error> {
+    let rows = state.exec.store().schedules().await?;
+    // Each plan a pass fires is resolved once, however many schedules name it.
+    let plans = &Plans::default();
+    let pass = futures_util::stream::iter(rows.into_iter().filter(|r| r.enabled))
+        .map(|row| async move { one(state, plans, row, up_since).await })
+        .buffer_unordered(CONCURRENCY)
+        .fold(Pass::default(), |a, b| async move {
+            Pass {
+                fired: a.fired + b.fired,
+                wake_at: match (a.wake_at, b.wake_at) {
+                    (Some(x), Some(y)) => Some(x.min(y)),
+                    (x, y) => x.or(y),
+                },
+            }
+        })
+        .await;
+    Ok(pass)
+}
+
+/// The plans resolved during one pass, by name and version asked for.
+type Resolved = Arc<Result<(Arc<plan::Plan>, u32), String>>;
+
+#[derive(Default)]
+struct Plans(std::sync::Mutex<HashMap<(String, Option<u32>), Arc<OnceCell<Resolved>>>>);
+
+impl Plans {
+    async fn get(&self, state: &AppState, r: &schedule::PlanRef) -> Resolved {
+        let cell = self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((r.name.clone(), r.version))
+            .or_default()
+            .clone();
+        cell.get_or_init(|| async { Arc::new(resolve(state, r).await) })
+            .await
+            .clone()
+    }
+}
+
+async fn one(state: &Arc<AppState>, plans: &Plans, row: ScheduleRow, up_since: Ms) -> Pass {
     let sched = match serde_json::from_value::<Spec>(row.spec.clone())
         .map_err(|e| e.to_string())
         .and_then(|s| s.validate().map_err(|e| e.to_string()))
@@ -51,7 +102,7 @@ async fn one(state: &Arc<AppState>, row: ScheduleRow, up_since: Ms) -> usize {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(schedule = %row.name, error = %e, "stored schedule does not validate; not fired");
-            return 0;
+            return Pass::default();
         }
     };
     let now = state.exec.now();
@@ -64,11 +115,12 @@ async fn one(state: &Arc<AppState>, row: ScheduleRow, up_since: Ms) -> usize {
             running: row.last_run_going,
         },
     );
-    match apply(state, &row, &sched, d, now).await {
-        Ok(n) => n,
+    let wake_at = d.wake_at;
+    match apply(state, plans, &row, &sched, d, now).await {
+        Ok(fired) => Pass { fired, wake_at },
         Err(e) => {
             tracing::error!(schedule = %row.name, error = %e, "firing the schedule failed; it is decided again next tick");
-            0
+            Pass { fired: 0, wake_at }
         }
     }
 }
@@ -77,6 +129,7 @@ async fn one(state: &Arc<AppState>, row: ScheduleRow, up_since: Ms) -> usize {
 /// was not committed: skips before the first fire, the fires, then the other skips.
 async fn apply(
     state: &Arc<AppState>,
+    plans: &Plans,
     row: &ScheduleRow,
     sched: &schedule::Schedule,
     d: Decision,
@@ -96,7 +149,13 @@ async fn apply(
     let mut fired = 0;
     if !d.fire.is_empty() {
         let who = format!("schedule:{}", row.name);
-        let resolved = resolve(state, sched).await;
+        let resolved = plans.get(state, &sched.plan).await;
+        let resolved = match &*resolved {
+            Ok((plan, version)) => plan::bind_params(plan, &sched.params)
+                .map(|params| (plan.clone(), *version, params))
+                .map_err(|d| describe(&format!("{} version {version}", sched.plan.name), &d)),
+            Err(e) => Err(e.clone()),
+        };
         for f in &d.fire {
             let (plan, version, params) = match &resolved {
                 Ok(r) => r,
@@ -134,24 +193,23 @@ async fn apply(
 }
 
 /// The schedule's plan version from the registry, checked against the installed
-/// plugins (as a submission by name is), with its params bound.
+/// plugins (as a submission by name is).
 async fn resolve(
     state: &AppState,
-    sched: &schedule::Schedule,
-) -> Result<(plan::Plan, u32, serde_json::Value), String> {
-    let name = &sched.plan.name;
+    r: &schedule::PlanRef,
+) -> Result<(Arc<plan::Plan>, u32), String> {
+    let name = &r.name;
     let stored = state
         .exec
         .store()
-        .plan_version(name, sched.plan.version)
+        .plan_version(name, r.version)
         .await
         .map_err(|e| e.to_string())?;
     let file = format!("{name} version {}", stored.version);
     let plan = plugin::check_plan(state.exec.invoker(), &file, &stored.source, stored.format)
         .await
         .map_err(|d| describe(&file, &d))?;
-    let params = plan::bind_params(&plan, &sched.params).map_err(|d| describe(&file, &d))?;
-    Ok((plan, stored.version, params))
+    Ok((Arc::new(plan), stored.version))
 }
 
 fn describe(file: &str, d: &plan::Diagnostics) -> String {

@@ -76,8 +76,10 @@ pub async fn tick_once(state: &Arc<AppState>, up_since: Ms) -> Result<Pass, stor
 /// The plans resolved during one pass, by name and version asked for.
 type Resolved = Arc<Result<(Arc<plan::Plan>, u32), String>>;
 
+type PlanKey = (String, Option<u32>);
+
 #[derive(Default)]
-struct Plans(std::sync::Mutex<HashMap<(String, Option<u32>), Arc<OnceCell<Resolved>>>>);
+struct Plans(std::sync::Mutex<HashMap<PlanKey, Arc<OnceCell<Resolved>>>>);
 
 impl Plans {
     async fn get(&self, state: &AppState, r: &schedule::PlanRef) -> Resolved {

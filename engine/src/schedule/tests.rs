@@ -618,3 +618,12 @@ fn a_long_downtime_is_decided_in_bounded_steps() {
     assert_eq!(dues(&d2), vec![now]);
     assert_eq!(d2.after, now);
 }
+
+#[test]
+fn the_maintenance_example_schedule_validates() {
+    let text = include_str!("../../../plans/maintenance/endpoint-health-sweep.schedule.json");
+    let spec: Spec = serde_json::from_str(text).unwrap();
+    let s = spec.validate().unwrap();
+    assert_eq!(s.plan.name, "endpoint-health-sweep");
+    assert_eq!(s.missed, Missed::RunOnce);
+}

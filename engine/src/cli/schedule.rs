@@ -29,7 +29,7 @@ pub(super) enum ScheduleCommand {
 #[derive(Args, Debug)]
 pub(super) struct AddArgs {
     #[arg(long)]
-    name: String,
+    pub(super) name: String,
     /// NAME@VERSION in the plan registry, or NAME for its latest version.
     #[arg(long)]
     plan: String,
@@ -60,7 +60,7 @@ pub(super) struct AddArgs {
     overlap: String,
     /// Create it paused (`medic schedule resume NAME` starts it).
     #[arg(long)]
-    paused: bool,
+    pub(super) paused: bool,
 }
 
 fn kebab<T: serde::de::DeserializeOwned>(s: &str) -> T {
@@ -68,37 +68,52 @@ fn kebab<T: serde::de::DeserializeOwned>(s: &str) -> T {
         .expect("clap allowed only known values")
 }
 
+impl AddArgs {
+    /// The schedule as written, for the local store or `POST /v1/schedules`.
+    pub(super) fn spec(&self) -> Result<Spec> {
+        Ok(Spec {
+            name: self.name.clone(),
+            plan: self.plan.clone(),
+            params: parse_params(&self.params)?,
+            cron: self.cron.clone(),
+            timezone: self.timezone.clone(),
+            enabled: !self.paused,
+            jitter: self.jitter.clone(),
+            window: self.window.clone(),
+            outside_window: kebab::<OutsideWindow>(&self.outside_window),
+            missed: kebab::<Missed>(&self.missed),
+            overlap: kebab::<Overlap>(&self.overlap),
+        })
+    }
+}
+
+/// The header of `medic schedule list`, the same locally and over --server.
+pub(super) fn print_header() {
+    println!(
+        "{:<24} {:<8} {:<24} {:<20} PLAN",
+        "NAME", "STATE", "CRON", "NEXT DUE"
+    );
+}
+
+/// One line of `medic schedule list`.
+pub(super) fn print_line(name: &str, enabled: bool, spec: Option<&Spec>, next: Option<i64>) {
+    println!(
+        "{:<24} {:<8} {:<24} {:<20} {}",
+        name,
+        if enabled { "enabled" } else { "paused" },
+        spec.map_or("?", |s| s.cron.as_str()),
+        next.map(stamp).unwrap_or_else(|| "-".into()),
+        spec.map_or("?", |s| s.plan.as_str()),
+    );
+}
+
 pub(super) async fn schedule(env: &Env, command: ScheduleCommand) -> Result<u8> {
     let store = env.store()?;
     let now = SystemClock.now();
     match command {
         ScheduleCommand::Add(add) => {
-            let AddArgs {
-                name,
-                plan,
-                cron,
-                timezone,
-                params,
-                jitter,
-                window,
-                outside_window,
-                missed,
-                overlap,
-                paused,
-            } = *add;
-            let spec = Spec {
-                name: name.clone(),
-                plan,
-                params: parse_params(&params)?,
-                cron,
-                timezone,
-                enabled: !paused,
-                jitter,
-                window,
-                outside_window: kebab::<OutsideWindow>(&outside_window),
-                missed: kebab::<Missed>(&missed),
-                overlap: kebab::<Overlap>(&overlap),
-            };
+            let spec = add.spec()?;
+            let (name, paused) = (add.name, add.paused);
             let sched = match spec.validate() {
                 Ok(s) => s,
                 Err(e) => {
@@ -138,10 +153,7 @@ pub(super) async fn schedule(env: &Env, command: ScheduleCommand) -> Result<u8> 
                 println!("{}", serde_json::to_string_pretty(&rows)?);
                 return Ok(exit::SUCCEEDED);
             }
-            println!(
-                "{:<24} {:<8} {:<24} {:<20} PLAN",
-                "NAME", "STATE", "CRON", "NEXT DUE"
-            );
+            print_header();
             for r in rows {
                 let spec: Option<Spec> = serde_json::from_value(r.spec.clone()).ok();
                 let next = spec
@@ -151,17 +163,9 @@ pub(super) async fn schedule(env: &Env, command: ScheduleCommand) -> Result<u8> 
                     .and_then(|s| {
                         schedule::next_due_times(&s, r.after.max(now), 1)
                             .first()
-                            .map(|n| stamp(n.0))
-                    })
-                    .unwrap_or_else(|| "-".into());
-                println!(
-                    "{:<24} {:<8} {:<24} {:<20} {}",
-                    r.name,
-                    if r.enabled { "enabled" } else { "paused" },
-                    spec.as_ref().map_or("?", |s| s.cron.as_str()),
-                    next,
-                    spec.as_ref().map_or("?", |s| s.plan.as_str()),
-                );
+                            .map(|n| n.0)
+                    });
+                print_line(&r.name, r.enabled, spec.as_ref(), next);
             }
         }
         ScheduleCommand::Pause { name } => {

@@ -274,3 +274,77 @@ fn the_cli_adds_lists_pauses_resumes_and_removes_schedules() {
     assert_ne!(gone.code, 0);
     assert!(gone.stderr.contains("no schedule named"), "{}", gone.stderr);
 }
+
+#[test]
+fn the_cli_manages_schedules_over_server_too() {
+    let medic = Medic::new();
+    let server = Server::open(&medic);
+    let text = std::fs::read_to_string(plan("counters.yaml")).expect("test plan");
+    let (status, _, body) = server.post("/v1/plans", &[], &json!({ "plan": text }));
+    assert_eq!(status, 201, "{body}");
+    let base = server.base.clone();
+
+    let bad = medic.remote(
+        &base,
+        [
+            "schedule",
+            "add",
+            "--name",
+            NAME,
+            "--plan",
+            "test-counters@1",
+            "--cron",
+            "0 3 * * *",
+            "--window",
+            "25:00-01:00",
+        ],
+    );
+    bad.expect_code(2, || "the server's 422 is an invalid-input exit".into());
+    assert!(
+        bad.stderr.contains("schedule field `window`"),
+        "{}",
+        bad.stderr
+    );
+
+    let added = medic.remote(
+        &base,
+        [
+            "schedule",
+            "add",
+            "--name",
+            NAME,
+            "--plan",
+            "test-counters@1",
+            "--cron",
+            "0 3 * * *",
+            "--param",
+            "target=127.0.0.1:1",
+        ],
+    );
+    added.expect_code(0, || "add".into());
+    assert!(added.stdout.contains("next due"), "{}", added.stdout);
+    let list = medic.remote(&base, ["schedule", "list"]);
+    assert!(
+        list.stdout.contains(NAME) && list.stdout.contains("enabled"),
+        "{}",
+        list.stdout
+    );
+    medic
+        .remote(&base, ["schedule", "pause", NAME])
+        .expect_code(0, || "pause".into());
+    assert!(
+        medic
+            .remote(&base, ["schedule", "list"])
+            .stdout
+            .contains("paused")
+    );
+    medic
+        .remote(&base, ["schedule", "resume", NAME])
+        .expect_code(0, || "resume".into());
+    medic
+        .remote(&base, ["schedule", "rm", NAME])
+        .expect_code(0, || "rm".into());
+    let gone = medic.remote(&base, ["schedule", "rm", NAME]);
+    assert_ne!(gone.code, 0);
+    assert!(gone.stderr.contains("no schedule named"), "{}", gone.stderr);
+}

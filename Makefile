@@ -36,3 +36,4 @@ lint:
 bench: build
 	cargo bench -p medic --bench engine
 	cargo bench -p medic-tests --bench api_load
+	cargo bench -p medic-tests --bench schedule_fire

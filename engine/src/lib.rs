@@ -11,4 +11,5 @@ pub mod metrics;
 pub mod plan;
 pub mod plugin;
 pub mod run;
+pub mod schedule;
 pub mod store;

@@ -27,6 +27,8 @@ mod rollback;
 mod run;
 #[path = "cli/runs_api.rs"]
 mod runs_api;
+#[path = "cli/schedules.rs"]
+mod schedules;
 #[path = "cli/validate.rs"]
 mod validate;
 

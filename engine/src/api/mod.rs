@@ -15,6 +15,8 @@ mod error;
 mod plans;
 mod plugins;
 mod runs;
+pub mod scheduler;
+mod schedules;
 pub mod tls;
 
 use std::collections::HashSet;
@@ -109,6 +111,7 @@ impl AppState {
     tags(
         (name = "runs", description = "Submit, watch and steer runs of plans"),
         (name = "plans", description = "Plan documents: validate and register versions"),
+        (name = "schedules", description = "Preventive maintenance: plans run on a cron schedule"),
         (name = "plugins", description = "Installed plugins: list, inspect, install"),
         (name = "service", description = "Health, readiness, metrics and this document"),
     )
@@ -140,6 +143,11 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(needs(Approver, routes!(runs::reject)))
         .routes(needs(Operator, routes!(runs::retry)))
         .routes(needs(Operator, routes!(runs::skip)))
+        .routes(needs(Operator, routes!(schedules::create)))
+        .routes(needs(Viewer, routes!(schedules::list)))
+        .routes(needs(Viewer, routes!(schedules::show)))
+        .routes(needs(Operator, routes!(schedules::update)))
+        .routes(needs(Operator, routes!(schedules::remove)))
         .routes(needs(Viewer, routes!(plugins::list)))
         .routes(needs(Viewer, routes!(plugins::inspect)))
         .routes(needs(Admin, routes!(plugins::install)))

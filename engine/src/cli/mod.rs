@@ -4,6 +4,7 @@
 
 mod progress;
 mod remote;
+mod schedule;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -128,6 +129,11 @@ enum Command {
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// Preventive maintenance schedules of registered plans (fired by `medic serve`).
+    Schedule {
+        #[command(subcommand)]
+        command: schedule::ScheduleCommand,
     },
     /// Carry on with unfinished runs whose medic process died (all, or RUN).
     Resume { run: Option<String> },
@@ -380,6 +386,12 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             }
             let state = crate::api::AppState::new(exec, auth);
             let resumed = state.resume_orphans().await?;
+            // Schedules are decided once before the listener opens (so a due time
+            // missed while down is handled at start-up), then every second.
+            tokio::spawn(crate::api::scheduler::run(
+                state.clone(),
+                std::time::Duration::from_secs(1),
+            ));
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("listening on {listen}"))?;
@@ -411,6 +423,7 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             Ok(exit::SUCCEEDED)
         }
         Command::Token { command } => token(&env, command).await,
+        Command::Schedule { command } => schedule::schedule(&env, command).await,
         Command::Resume { run } => {
             let exec = env.executor()?;
             let one = run.is_some();

@@ -160,6 +160,19 @@ pub struct Progress {
     pub entry: Entry,
 }
 
+/// A schedule's due time to fire (`Executor::fire`).
+#[derive(Debug, Clone, Copy)]
+pub struct Fire<'a> {
+    pub schedule_id: i64,
+    pub schedule: &'a str,
+    pub due: Ms,
+    /// When it fires (jittered, maybe moved into a window).
+    pub at: Ms,
+    pub plan_version: Option<u32>,
+    /// `schedule:NAME`.
+    pub submitted_by: &'a str,
+}
+
 /// What the caller knows of a run it submits; all of it optional.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Submission<'a> {
@@ -288,6 +301,43 @@ impl<I: Invoker> Executor<I> {
             match created {
                 // Two runs created in the same millisecond drew the same 24 random
                 // bits: nothing was stored for this one, so draw again.
+                Err(store::Error::RunIdTaken(_)) if tries < 3 => tries += 1,
+                other => return Ok(other?),
+            }
+        }
+    }
+
+    /// Creates the run of a schedule's due time, recording the fire in the same
+    /// transaction (`Store::fire`): a due time already fired gives
+    /// `store::Error::AlreadyFired` and no run.
+    pub async fn fire(&self, plan: &Plan, params: Value, fire: Fire<'_>) -> Result<String, Error> {
+        let mut tries = 0;
+        loop {
+            let id = new_run_id(self.now());
+            let state = RunState::new(id, params.clone(), plan.steps.len());
+            let created = self
+                .inner
+                .store
+                .fire(store::NewFire {
+                    schedule_id: fire.schedule_id,
+                    schedule: fire.schedule,
+                    due: fire.due,
+                    fire_at: fire.at,
+                    run: NewRun {
+                        plan_name: &plan.name,
+                        plan_version: fire.plan_version,
+                        plan_hash: &plan.hash,
+                        plan_source: &plan.canonical,
+                        step_ids: plan.steps.iter().map(|s| s.id.as_str()).collect(),
+                        state: &state,
+                        owner: Some(self.inner.node.id()),
+                        submitted_by: Some(fire.submitted_by),
+                        idempotency_key: None,
+                        at: self.now(),
+                    },
+                })
+                .await;
+            match created {
                 Err(store::Error::RunIdTaken(_)) if tries < 3 => tries += 1,
                 other => return Ok(other?),
             }

@@ -517,6 +517,10 @@ async fn guest_log_lines_become_tracing_events_with_the_call_context() {
     let events = GuestEvents::default();
     let subscriber = tracing_subscriber::registry().with(events.clone());
     let _guard = tracing::subscriber::set_default(subscriber);
+    // With a single dispatcher registered, tracing-core decides a callsite first hit
+    // on another thread by that thread's default (none: never enabled) and caches it.
+    // A second registered dispatcher makes it ask every registered one, this one too.
+    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
 
     let target = CounterTarget::start();
     let params = json!({"address": target.address, "counter": "logged", "amount": 2});

@@ -7,6 +7,7 @@
 
 mod auth;
 mod plans;
+mod schedules;
 mod schema;
 mod writer;
 
@@ -21,6 +22,7 @@ use writer::Writer;
 
 pub use auth::{AuditEntry, AuditRow, TokenRow};
 pub use plans::{PlanSummary, PlanVersion, RegisterPlan, Registered};
+pub use schedules::{FireRow, NewFire, ScheduleRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -63,6 +65,16 @@ pub enum Error {
         "a token named `{0}` exists already; pick another name, or revoke it first (`medic token revoke {0}`)"
     )]
     TokenExists(String),
+    #[error(
+        "a schedule named `{0}` exists already; pick another name, or remove it first (`medic schedule rm {0}`)"
+    )]
+    ScheduleExists(String),
+    #[error("no schedule named `{0}`; `medic schedule list` shows them")]
+    ScheduleNotFound(String),
+    /// The due time was fired already (by this or an earlier process): nothing new
+    /// was created.
+    #[error("schedule `{schedule}` already fired for due time {due}")]
+    AlreadyFired { schedule: String, due: Ms },
     #[error("no live token named `{0}`; `medic token list` shows them")]
     TokenNotFound(String),
 }
@@ -234,67 +246,8 @@ impl Store {
     /// Returns the id of the run created, or of the run an earlier submission with the
     /// same idempotency key created (then `false`).
     pub async fn create_run(&self, new: NewRun<'_>) -> Result<(String, bool)> {
-        let plan = (
-            new.plan_hash.to_owned(),
-            new.plan_name.to_owned(),
-            new.plan_source.to_owned(),
-        );
-        let state = new.state.clone();
-        let ids: Vec<String> = new.step_ids.iter().map(|s| s.to_string()).collect();
-        let owner = new.owner.map(str::to_owned);
-        let submitted_by = new.submitted_by.map(str::to_owned);
-        let key = new.idempotency_key.map(str::to_owned);
-        let version = new.plan_version;
-        let at = new.at;
-        self.writer
-            .write(move |conn| {
-                // Cached statements: a busy server creates runs by the thousand, and
-                // parsing these four statements each time showed in its profile.
-                if let Some(key) = &key {
-                    let existing: Option<String> = conn
-                        .prepare_cached("SELECT run_id FROM submissions WHERE key = ?1")
-                        .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
-                        .map_err(sql("looking up the idempotency key"))?;
-                    if let Some(run) = existing {
-                        return Ok((run, false));
-                    }
-                }
-                conn.prepare_cached(
-                    "INSERT OR IGNORE INTO plans (hash, name, source, created_at) VALUES (?1, ?2, ?3, ?4)",
-                )
-                .and_then(|mut s| s.execute(params![plan.0, plan.1, plan.2, at]))
-                .map_err(sql("storing the plan"))?;
-                conn.prepare_cached(
-                    "INSERT INTO runs (id, plan_hash, plan_name, plan_version, params, status, stop, reason, owner, submitted_by, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, NULL, ?7, ?8, ?9, ?9)",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![state.id, plan.0, plan.1, version, state.params.to_string(), state.status.as_str(), owner, submitted_by, at])
-                })
-                .map_err(|e| match &e {
-                    rusqlite::Error::SqliteFailure(f, _)
-                        if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
-                    {
-                        Error::RunIdTaken(state.id.clone())
-                    }
-                    _ => sql("creating the run")(e),
-                })?;
-                let mut stmt = conn
-                    .prepare_cached(STEP_UPSERT)
-                    .map_err(sql("creating the run's steps"))?;
-                for (i, (id, s)) in ids.iter().zip(&state.steps).enumerate() {
-                    write_step(&mut stmt, &state.id, i, id, s)?;
-                }
-                if let Some(key) = &key {
-                    conn.prepare_cached(
-                        "INSERT INTO submissions (key, run_id, created_at) VALUES (?1, ?2, ?3)",
-                    )
-                    .and_then(|mut s| s.execute(params![key, state.id, at]))
-                    .map_err(sql("recording the idempotency key"))?;
-                }
-                Ok((state.id.clone(), true))
-            })
-            .await
+        let row = RunRow::from(new);
+        self.writer.write(move |conn| insert_run(conn, &row)).await
     }
 
     /// Commits the records of a run's transitions. Returns once they are durable.
@@ -517,6 +470,98 @@ impl Store {
 }
 
 /// A run with its plan and state (what `Store::load_run` gives).
+/// A `NewRun` owned, to move into the writer thread.
+pub(crate) struct RunRow {
+    plan: (String, String, String),
+    state: RunState,
+    ids: Vec<String>,
+    owner: Option<String>,
+    submitted_by: Option<String>,
+    key: Option<String>,
+    version: Option<u32>,
+    at: Ms,
+}
+
+impl From<NewRun<'_>> for RunRow {
+    fn from(new: NewRun<'_>) -> RunRow {
+        RunRow {
+            plan: (
+                new.plan_hash.to_owned(),
+                new.plan_name.to_owned(),
+                new.plan_source.to_owned(),
+            ),
+            state: new.state.clone(),
+            ids: new.step_ids.iter().map(|s| s.to_string()).collect(),
+            owner: new.owner.map(str::to_owned),
+            submitted_by: new.submitted_by.map(str::to_owned),
+            key: new.idempotency_key.map(str::to_owned),
+            version: new.plan_version,
+            at: new.at,
+        }
+    }
+}
+
+/// The inserts of a new run, inside the caller's transaction: the plan (once per
+/// hash), the run, its steps and its idempotency key. Shared by `create_run` and a
+/// schedule's fire, which records the fire in the same transaction.
+fn insert_run(conn: &Connection, row: &RunRow) -> Result<(String, bool)> {
+    let RunRow {
+        plan,
+        state,
+        ids,
+        owner,
+        submitted_by,
+        key,
+        version,
+        at,
+    } = row;
+    // Cached statements: a busy server creates runs by the thousand, and
+    // parsing these four statements each time showed in its profile.
+    if let Some(key) = &key {
+        let existing: Option<String> = conn
+            .prepare_cached("SELECT run_id FROM submissions WHERE key = ?1")
+            .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
+            .map_err(sql("looking up the idempotency key"))?;
+        if let Some(run) = existing {
+            return Ok((run, false));
+        }
+    }
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO plans (hash, name, source, created_at) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .and_then(|mut s| s.execute(params![plan.0, plan.1, plan.2, at]))
+    .map_err(sql("storing the plan"))?;
+    conn.prepare_cached(
+        "INSERT INTO runs (id, plan_hash, plan_name, plan_version, params, status, stop, reason, owner, submitted_by, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, NULL, ?7, ?8, ?9, ?9)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![state.id, plan.0, plan.1, version, state.params.to_string(), state.status.as_str(), owner, submitted_by, at])
+    })
+    .map_err(|e| match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+        {
+            Error::RunIdTaken(state.id.clone())
+        }
+        _ => sql("creating the run")(e),
+    })?;
+    let mut stmt = conn
+        .prepare_cached(STEP_UPSERT)
+        .map_err(sql("creating the run's steps"))?;
+    for (i, (id, s)) in ids.iter().zip(&state.steps).enumerate() {
+        write_step(&mut stmt, &state.id, i, id, s)?;
+    }
+    if let Some(key) = &key {
+        conn.prepare_cached(
+            "INSERT INTO submissions (key, run_id, created_at) VALUES (?1, ?2, ?3)",
+        )
+        .and_then(|mut s| s.execute(params![key, state.id, at]))
+        .map_err(sql("recording the idempotency key"))?;
+    }
+    Ok((state.id.clone(), true))
+}
+
 fn read_run(conn: &Connection, id: &str) -> Result<StoredRun> {
     let row = conn
         .prepare_cached(&format!(

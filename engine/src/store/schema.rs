@@ -142,12 +142,39 @@ CREATE INDEX runs_by_plan ON runs(plan_name, created_at);
 CREATE INDEX runs_by_created ON runs(created_at);
 ";
 
+/// Preventive maintenance schedules. `after` is the decision cursor: every due time
+/// up to it is fired or skipped (or predates the schedule or its last resume).
+/// `schedule_fires` keeps one row per schedule and due time, fired or skipped: the
+/// primary key is what makes a due time fire at most once, and a fired row is
+/// written in the same transaction as the run it created.
+const V5_SCHEDULES: &str = "
+CREATE TABLE schedules (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    spec TEXT NOT NULL,
+    enabled INTEGER NOT NULL,
+    after INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE schedule_fires (
+    schedule_id INTEGER NOT NULL REFERENCES schedules(id) ON DELETE CASCADE,
+    due_at INTEGER NOT NULL,
+    fire_at INTEGER,
+    outcome TEXT NOT NULL,
+    run_id TEXT,
+    recorded_at INTEGER NOT NULL,
+    PRIMARY KEY (schedule_id, due_at)
+) WITHOUT ROWID;
+";
+
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), rusqlite_migration::Error> {
     Migrations::new(vec![
         M::up(V1),
         M::up(V2),
         M::up(V3_AUTH),
         M::up(V4_PLAN_REGISTRY),
+        M::up(V5_SCHEDULES),
     ])
     .to_latest(conn)
 }

@@ -479,3 +479,140 @@ async fn a_run_id_in_use_is_refused_as_such_and_nothing_of_the_new_run_is_kept()
         ("h1", 2)
     );
 }
+
+mod schedules {
+    use super::*;
+
+    fn new_run<'a>(state: &'a RunState) -> NewRun<'a> {
+        NewRun {
+            plan_name: "compact",
+            plan_hash: "h2",
+            plan_source: "{}",
+            step_ids: vec!["a"],
+            state,
+            owner: Some("n1"),
+            plan_version: Some(1),
+            submitted_by: Some("schedule:nightly"),
+            idempotency_key: None,
+            at: 1_000,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_due_time_fires_once_with_its_run_in_the_same_transaction() {
+        let (dir, store, _) = fixture().await;
+        let id = store
+            .create_schedule("nightly", &json!({"cron": "0 3 * * *"}), true, 0, 5)
+            .await
+            .unwrap();
+        let first = RunState::new("s1".into(), json!({}), 1);
+        let run = store
+            .fire(NewFire {
+                schedule_id: id,
+                schedule: "nightly",
+                due: 900,
+                fire_at: 950,
+                run: new_run(&first),
+            })
+            .await
+            .unwrap();
+        assert_eq!(run, "s1");
+        // Another process, or a retry, fires the same due time: refused, no run.
+        let second = RunState::new("s2".into(), json!({}), 1);
+        let again = store
+            .fire(NewFire {
+                schedule_id: id,
+                schedule: "nightly",
+                due: 900,
+                fire_at: 950,
+                run: new_run(&second),
+            })
+            .await;
+        assert!(
+            matches!(again, Err(Error::AlreadyFired { due: 900, .. })),
+            "{again:?}"
+        );
+        assert!(matches!(
+            store.load_run("s2").await,
+            Err(Error::RunNotFound(_))
+        ));
+        drop(store);
+        let store = Store::open(&dir.path().join("medic.db")).unwrap();
+        let row = store.schedule("nightly").await.unwrap();
+        assert_eq!(row.after, 900);
+        assert_eq!(row.last_run.as_deref(), Some("s1"));
+        assert!(row.last_run_going);
+        let run = store.load_run("s1").await.unwrap();
+        assert_eq!(
+            run.summary.submitted_by.as_deref(),
+            Some("schedule:nightly")
+        );
+        let history = store.schedule_history(id, 10).await.unwrap();
+        assert_eq!(history.len(), 1);
+        assert_eq!(
+            (history[0].outcome.as_str(), history[0].fire_at),
+            ("fired", Some(950))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_run_insert_leaves_no_fire() {
+        let (_dir, store, _) = fixture().await;
+        let id = store
+            .create_schedule("n", &json!({}), true, 0, 5)
+            .await
+            .unwrap();
+        // "r1" exists already (the fixture's run): the run insert fails.
+        let taken = RunState::new("r1".into(), json!({}), 1);
+        let out = store
+            .fire(NewFire {
+                schedule_id: id,
+                schedule: "n",
+                due: 900,
+                fire_at: 900,
+                run: new_run(&taken),
+            })
+            .await;
+        assert!(matches!(out, Err(Error::RunIdTaken(_))), "{out:?}");
+        assert!(store.schedule_history(id, 10).await.unwrap().is_empty());
+        assert_eq!(store.schedule("n").await.unwrap().after, 0);
+    }
+
+    #[tokio::test]
+    async fn skips_pause_resume_and_delete() {
+        let (_dir, store, _) = fixture().await;
+        let id = store
+            .create_schedule("n", &json!({}), true, 0, 5)
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.create_schedule("n", &json!({}), true, 0, 5).await,
+            Err(Error::ScheduleExists(_))
+        ));
+        store
+            .skip_due_times(id, vec![(100, "missed"), (200, "missed")], 200, 300)
+            .await
+            .unwrap();
+        assert_eq!(store.schedule("n").await.unwrap().after, 200);
+        assert_eq!(
+            store.schedule_history(id, 10).await.unwrap()[0].outcome,
+            "missed"
+        );
+        store.set_schedule_enabled("n", false, 400).await.unwrap();
+        assert!(!store.schedule("n").await.unwrap().enabled);
+        store.set_schedule_enabled("n", true, 5_000).await.unwrap();
+        let row = store.schedule("n").await.unwrap();
+        assert!(row.enabled);
+        assert_eq!(row.after, 5_000, "due times while paused do not fire");
+        assert_eq!(store.schedules().await.unwrap().len(), 1);
+        store.delete_schedule("n").await.unwrap();
+        assert!(matches!(
+            store.schedule("n").await,
+            Err(Error::ScheduleNotFound(_))
+        ));
+        assert!(matches!(
+            store.delete_schedule("n").await,
+            Err(Error::ScheduleNotFound(_))
+        ));
+    }
+}

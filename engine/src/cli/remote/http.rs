@@ -255,6 +255,17 @@ impl Client {
         self.answer(what, req.send_json(body))
     }
 
+    /// PATCHes `body` as JSON.
+    pub fn patch(&self, what: &str, path: &str, body: &Value) -> Result<Reply, Error> {
+        let req = self.auth(self.agent.patch(self.url(path)));
+        self.answer(what, req.send_json(body))
+    }
+
+    pub fn delete(&self, what: &str, path: &str) -> Result<Reply, Error> {
+        let req = self.auth(self.agent.delete(self.url(path)));
+        self.answer(what, req.call())
+    }
+
     /// Opens `GET /v1/runs/{run}/events` after event `after` (`Last-Event-ID`).
     pub fn events(&self, run: &str, after: i64) -> Result<EventStream, Error> {
         let what = format!("following run {run}");

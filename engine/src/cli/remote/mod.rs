@@ -13,8 +13,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
+use super::schedule::{self, ScheduleCommand};
 use super::{Command, PlansCommand, RunsCommand, exit, exit_for, parse_params, progress};
 use crate::run::{Entry, RunStatus};
+use crate::schedule::Spec;
 use http::{Client, segment};
 
 /// How long `run` keeps trying to reach a server that went away mid-run (a restart
@@ -120,10 +122,69 @@ impl Remote {
             Command::Serve { .. } => {
                 bail!("`medic serve` runs a server; it does not take --server (unset MEDIC_SERVER)")
             }
+            Command::Schedule { command } => self.schedule(command),
             Command::Token { .. } => bail!(
                 "`medic token` works on medic's host, against its database: run it there without --server (unset MEDIC_SERVER)"
             ),
         }
+    }
+
+    /// `medic schedule ...` through `/v1/schedules`, printing what the local command prints.
+    fn schedule(&self, command: ScheduleCommand) -> Result<u8> {
+        let path = |name: &str| format!("/v1/schedules/{}", segment(name));
+        match command {
+            ScheduleCommand::Add(add) => {
+                let spec = serde_json::to_value(add.spec()?)?;
+                let what = format!("creating schedule {}", add.name);
+                let created = self.client.post(&what, "/v1/schedules", &spec, None)?.body;
+                let name = &add.name;
+                match (add.paused, created["next"][0]["due_at"].as_i64()) {
+                    (true, _) => println!("schedule `{name}` created, paused"),
+                    (false, Some(due)) => {
+                        println!("schedule `{name}` created; next due {}", super::stamp(due))
+                    }
+                    (false, None) => {
+                        println!("schedule `{name}` created; its cron names no future time")
+                    }
+                }
+            }
+            ScheduleCommand::List { json } => {
+                let list = self.client.get("listing schedules", "/v1/schedules")?;
+                let rows = list["schedules"].as_array().cloned().unwrap_or_default();
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&rows)?);
+                    return Ok(exit::SUCCEEDED);
+                }
+                schedule::print_header();
+                for r in &rows {
+                    let spec: Option<Spec> = serde_json::from_value(r["spec"].clone()).ok();
+                    schedule::print_line(
+                        r["name"].as_str().unwrap_or("?"),
+                        r["enabled"].as_bool().unwrap_or(false),
+                        spec.as_ref(),
+                        r["next"][0]["due_at"].as_i64(),
+                    );
+                }
+            }
+            ScheduleCommand::Pause { name } => {
+                let what = format!("pausing schedule {name}");
+                self.client
+                    .patch(&what, &path(&name), &json!({ "enabled": false }))?;
+                println!("schedule `{name}` paused");
+            }
+            ScheduleCommand::Resume { name } => {
+                let what = format!("resuming schedule {name}");
+                self.client
+                    .patch(&what, &path(&name), &json!({ "enabled": true }))?;
+                println!("schedule `{name}` resumed; due times from now on fire");
+            }
+            ScheduleCommand::Rm { name } => {
+                let what = format!("removing schedule {name}");
+                self.client.delete(&what, &path(&name))?;
+                println!("schedule `{name}` removed; the runs it created stay");
+            }
+        }
+        Ok(exit::SUCCEEDED)
     }
 
     /// How to call medic against this server, for the hints printed.

@@ -33,11 +33,22 @@ fn sleep_until(ms: i64) {
     }
 }
 
-/// Registers the counters plan and creates the schedule; returns its due time.
-fn schedule(server: &Server, target: &CounterTarget, missed: &str, secs: i64) -> i64 {
+/// Registers tests/plans/counters.yaml as `test-counters` version 1.
+fn register_counters(server: &Server) {
     let text = std::fs::read_to_string(plan("counters.yaml")).expect("test plan");
     let (status, _, body) = server.post("/v1/plans", &[], &json!({ "plan": text }));
     assert_eq!(status, 201, "{body}");
+}
+
+/// Lets the scheduler make several passes (it wakes at least once a second), for
+/// checks that a due time is not fired again: an absence can only be seen over time.
+fn several_scheduler_passes() {
+    std::thread::sleep(Duration::from_secs(3));
+}
+
+/// Registers the counters plan and creates the schedule; returns its due time.
+fn schedule(server: &Server, target: &CounterTarget, missed: &str, secs: i64) -> i64 {
+    register_counters(server);
     let (cron, due) = cron_in(secs);
     let (status, _, body) = server.post(
         "/v1/schedules",
@@ -102,7 +113,7 @@ fn a_due_time_missed_while_killed_fires_once_at_restart_under_run_once() {
     let id = runs[0]["id"].as_str().unwrap().to_owned();
     server.wait_status(&id, "succeeded");
     // A later tick must not fire it again.
-    std::thread::sleep(Duration::from_secs(3));
+    several_scheduler_passes();
     assert_eq!(scheduled_runs(&server).len(), 1);
     assert_eq!(target.value("a"), 10, "bump-a applied exactly once");
 }
@@ -111,7 +122,7 @@ fn a_due_time_missed_while_killed_fires_once_at_restart_under_run_once() {
 fn a_due_time_missed_while_killed_does_not_fire_under_skip() {
     let (_medic, target, server, outcome) = across_a_due_time("skip");
     assert_eq!(outcome, "missed");
-    std::thread::sleep(Duration::from_secs(3));
+    several_scheduler_passes();
     assert!(scheduled_runs(&server).is_empty());
     assert_eq!(target.value("a"), 0);
 }
@@ -133,7 +144,7 @@ fn a_due_time_fired_before_a_kill_is_not_fired_again() {
     let server = Server::start(&medic, Some(&token), &[]);
     // The run is taken over (it may be held: a step in flight at the kill is not
     // re-run blindly); what matters here is that the due time made one run only.
-    std::thread::sleep(Duration::from_secs(3));
+    several_scheduler_passes();
     let runs = scheduled_runs(&server);
     assert_eq!(runs.len(), 1, "{runs:?}");
     assert_eq!(runs[0]["id"], run["id"]);
@@ -187,9 +198,7 @@ fn schedules_are_managed_over_rest() {
 fn the_cli_adds_lists_pauses_resumes_and_removes_schedules() {
     let medic = Medic::new();
     let server = Server::admin(&medic);
-    let text = std::fs::read_to_string(plan("counters.yaml")).expect("test plan");
-    let (status, _, body) = server.post("/v1/plans", &[], &json!({ "plan": text }));
-    assert_eq!(status, 201, "{body}");
+    register_counters(&server);
 
     let bad = medic.run([
         "schedule",
@@ -279,9 +288,7 @@ fn the_cli_adds_lists_pauses_resumes_and_removes_schedules() {
 fn the_cli_manages_schedules_over_server_too() {
     let medic = Medic::new();
     let server = Server::open(&medic);
-    let text = std::fs::read_to_string(plan("counters.yaml")).expect("test plan");
-    let (status, _, body) = server.post("/v1/plans", &[], &json!({ "plan": text }));
-    assert_eq!(status, 201, "{body}");
+    register_counters(&server);
     let base = server.base.clone();
 
     let bad = medic.remote(

@@ -37,6 +37,7 @@ async fn bench() {
         Host::new(HostConfig {
             plugin_dirs: vec![dist],
             default_timeout: Duration::from_secs(30),
+            ..HostConfig::new(Vec::new())
         })
         .expect("host"),
     );
@@ -181,7 +182,7 @@ async fn plugin_calls(host: &Arc<Host>, n: usize) -> Vec<Duration> {
                 attempt: 1,
                 idempotency_key: format!("bench/s/{i}"),
             },
-            connect: vec![],
+            grants: Default::default(),
             timeout: None,
         };
         let start = Instant::now();

@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 use crate::api::{AuthMode, Role};
 use crate::executor::{CommandKind, Executor, Node, SystemClock};
 use crate::plan::{self, Plan};
-use crate::plugin::{Host, HostConfig};
+use crate::plugin::{Host, HostConfig, OperatorConfig};
 use crate::run::RunStatus;
 use crate::store::Store;
 
@@ -53,6 +53,10 @@ struct Cli {
         value_delimiter = ':'
     )]
     plugin_dirs: Vec<PathBuf>,
+    /// The operator configuration (secrets dir, SQL connections, HTTP credentials
+    /// plugins may be granted). Default: DATA_DIR/medic.toml, if it exists.
+    #[arg(long, global = true, env = "MEDIC_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Talk to a running `medic serve` at URL (e.g. http://127.0.0.1:7777) over its
     /// REST API instead of using the local database.
     #[arg(long, global = true, env = "MEDIC_SERVER", value_name = "URL")]
@@ -254,6 +258,8 @@ pub fn main() -> ExitCode {
 struct Env {
     data_dir: PathBuf,
     plugin_dirs: Vec<PathBuf>,
+    /// The operator configuration file, if there is one.
+    config: Option<PathBuf>,
 }
 
 impl Env {
@@ -271,9 +277,14 @@ impl Env {
         } else {
             cli.plugin_dirs.clone()
         };
+        let config = match &cli.config {
+            Some(path) => Some(path.clone()),
+            None => Some(data_dir.join("medic.toml")).filter(|p| p.is_file()),
+        };
         Ok(Env {
             data_dir,
             plugin_dirs,
+            config,
         })
     }
 
@@ -284,9 +295,15 @@ impl Env {
     }
 
     fn host(&self) -> Result<Host> {
+        let operator = match &self.config {
+            Some(path) => OperatorConfig::load(path).map_err(anyhow::Error::msg)?,
+            None => OperatorConfig::default(),
+        };
         Ok(Host::new(HostConfig {
             plugin_dirs: self.plugin_dirs.clone(),
             default_timeout: Duration::from_secs(300),
+            operator: Arc::new(operator),
+            artifacts_dir: Some(self.data_dir.join("artifacts")),
         })?)
     }
 

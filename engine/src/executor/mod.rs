@@ -677,7 +677,7 @@ impl<I: Invoker> Driver<I> {
                 attempt: a.attempt,
                 idempotency_key: a.key,
             },
-            connect: a.connect,
+            grants: a.grants,
             timeout: def.timeout,
         }
     }

@@ -65,6 +65,11 @@ pub struct PluginUse {
 pub struct Grants {
     /// `host:port` endpoints the plugin may open TCP connections to.
     pub connect: Vec<String>,
+    /// Origins (`scheme://host[:port]`) the plugin may send HTTP requests to.
+    pub http: Vec<String>,
+    /// Names of the operator's SQL connections (medic's configuration) the plugin may
+    /// query through the host's `sql` interface.
+    pub sql: Vec<String>,
     /// Names of secrets the plugin may look up.
     pub secrets: Vec<String>,
 }
@@ -192,3 +197,84 @@ pub trait Catalog {
 
 /// A map of step id to the JSON the templates of later steps see.
 pub type Outputs = BTreeMap<String, Value>;
+
+/// An HTTP origin a plan grants: scheme, host and port, nothing else.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Origin {
+    /// `http` or `https`.
+    pub scheme: String,
+    /// A name or an IP address (IPv6 without brackets).
+    pub host: String,
+    pub port: u16,
+}
+
+impl Origin {
+    /// `host:port`, with brackets around an IPv6 address: what a resolver takes.
+    pub fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}", self.scheme, self.authority())
+    }
+}
+
+/// Parses an HTTP grant: `http://host[:port]` or `https://host[:port]`, without a
+/// path, query or user; the port defaults to the scheme's.
+pub fn origin(text: &str) -> Result<Origin, String> {
+    let expected = "expected an origin like `http://127.0.0.1:2379` or `https://ceph-mgr:8443` (scheme, host and port; no path)";
+    let (scheme, rest) = text
+        .split_once("://")
+        .ok_or_else(|| format!("`{text}` has no scheme: {expected}"))?;
+    let default_port = match scheme {
+        "http" => 80,
+        "https" => 443,
+        other => return Err(format!("`{text}` has scheme `{other}`: {expected}")),
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
+        return Err(format!("`{text}` is not just an origin: {expected}"));
+    }
+    let (host, port) =
+        if let Some(v6) = rest.strip_prefix('[') {
+            let (host, after) = v6
+                .split_once(']')
+                .ok_or_else(|| format!("`{text}` has an unclosed `[`: {expected}"))?;
+            match after {
+                "" => (host, None),
+                p => (
+                    host,
+                    Some(p.strip_prefix(':').ok_or_else(|| {
+                        format!("`{text}`: expected `:PORT` after `]`: {expected}")
+                    })?),
+                ),
+            }
+        } else {
+            match rest.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (rest, None),
+            }
+        };
+    if host.is_empty() {
+        return Err(format!("`{text}` has no host: {expected}"));
+    }
+    let port = match port {
+        None => default_port,
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("`{text}` has port `{p}`, expected 1-65535: {expected}"))?,
+    };
+    Ok(Origin {
+        scheme: scheme.to_string(),
+        host: host.to_ascii_lowercase(),
+        port,
+    })
+}

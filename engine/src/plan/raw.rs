@@ -27,6 +27,10 @@ pub(crate) struct RawGrants {
     #[serde(default)]
     pub connect: Vec<String>,
     #[serde(default)]
+    pub http: Vec<String>,
+    #[serde(default)]
+    pub sql: Vec<String>,
+    #[serde(default)]
     pub secrets: Vec<String>,
 }
 

@@ -162,7 +162,8 @@ steps:
             version: "0.1".into(),
             grants: Grants {
                 connect: vec!["${{ params.primary }}".into()],
-                secrets: vec!["root".into()]
+                secrets: vec!["root".into()],
+                ..Default::default()
             },
         }
     );
@@ -539,4 +540,37 @@ fn schema_constant_is_the_published_file() {
         }
     }
     check(&schema, "");
+}
+
+#[test]
+fn http_grants_are_origins() {
+    let ok = crate::plan::origin("http://127.0.0.1:2379").unwrap();
+    assert_eq!(ok.authority(), "127.0.0.1:2379");
+    assert_eq!(
+        crate::plan::origin("https://Ceph-Mgr/")
+            .unwrap()
+            .to_string(),
+        "https://ceph-mgr:443"
+    );
+    assert_eq!(
+        crate::plan::origin("http://[::1]:80").unwrap().authority(),
+        "[::1]:80"
+    );
+    for bad in [
+        "127.0.0.1:2379",
+        "ftp://x",
+        "http://x/v3/kv",
+        "http://u@x",
+        "http://x:0",
+        "http://:80",
+        "http://x:99999",
+    ] {
+        assert!(crate::plan::origin(bad).is_err(), "{bad} should be refused");
+    }
+    let plan = "apiVersion: medic/v1\nkind: RecoveryPlan\nmetadata: { name: t }\nplugins: { probe: { use: probe@0.1, grants: { http: [\"http://127.0.0.1:2379/v3\"] } } }\nsteps:\n  - id: a\n    uses: probe/noop\n";
+    let e = errors(plan);
+    assert!(
+        e.contains("plugins.probe.grants.http[0]") && e.contains("not just an origin"),
+        "{e}"
+    );
 }

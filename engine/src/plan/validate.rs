@@ -306,14 +306,21 @@ fn plugins(
         };
         let grants = [
             ("connect", &raw.grants.connect),
+            ("http", &raw.grants.http),
+            ("sql", &raw.grants.sql),
             ("secrets", &raw.grants.secrets),
         ];
         for (field, values) in grants {
             for (j, s) in values.iter().enumerate() {
+                let at = format!("{pointer}/grants/{field}/{j}");
                 if !template::is_template(s) {
+                    if field == "http"
+                        && let Err(msg) = crate::plan::origin(s)
+                    {
+                        r.at(&at, msg);
+                    }
                     continue;
                 }
-                let at = format!("{pointer}/grants/{field}/{j}");
                 let site = Site {
                     params,
                     steps: index,
@@ -331,6 +338,8 @@ fn plugins(
             Ok((name, version)) => {
                 let grants = Grants {
                     connect: raw.grants.connect,
+                    http: raw.grants.http,
+                    sql: raw.grants.sql,
                     secrets: raw.grants.secrets,
                 };
                 out.insert(

@@ -20,6 +20,7 @@ mod generated {
 }
 
 pub(super) use generated::medic::plugin::host;
+pub(super) use generated::medic::plugin::sql;
 pub(super) use generated::medic::plugin::types as wit;
 pub(super) use generated::{Plugin, PluginPre};
 
@@ -47,6 +48,114 @@ impl host::Host for CallState {
             host::Level::Warn => event!(tracing::Level::WARN),
             host::Level::Error => event!(tracing::Level::ERROR),
         }
+    }
+
+    fn progress(&mut self, done: u64, total: u64, message: String) {
+        let c = &self.caller;
+        tracing::info!(
+            target: "medic::plugin::guest",
+            plugin = %c.plugin,
+            run_id = %c.run_id,
+            step_id = %c.step_id,
+            attempt = c.attempt,
+            done,
+            total,
+            "progress: {message}"
+        );
+    }
+
+    fn secret(&mut self, name: String) -> Result<String, String> {
+        if !self.grants.secrets.contains(&name) {
+            return Err(format!(
+                "secret `{name}` is not granted to plugin `{}`: list it under the plan's \
+                 `grants: {{ secrets: [...] }}` for this plugin",
+                self.caller.plugin
+            ));
+        }
+        super::read_secret(self.operator.secrets_dir.as_deref(), &name)
+    }
+
+    fn artifact_append(&mut self, name: String, data: Vec<u8>) -> Result<u64, String> {
+        use std::io::Write;
+        let path = self.artifact_path(&name)?;
+        let fresh = self.artifacts_started.insert(name.clone());
+        let failed =
+            |e: std::io::Error| format!("artifact `{name}`: writing {}: {e}", path.display());
+        if fresh && let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(failed)?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(!fresh)
+            .truncate(fresh)
+            .open(&path)
+            .map_err(failed)?;
+        file.write_all(&data).map_err(failed)?;
+        // Durable before the guest is told: a later step may depend on it.
+        file.sync_data().map_err(failed)?;
+        Ok(file.metadata().map_err(failed)?.len())
+    }
+
+    fn artifact_read(&mut self, name: String, offset: u64, len: u32) -> Result<Vec<u8>, String> {
+        use std::io::{Read, Seek};
+        let path = self.artifact_path(&name)?;
+        let mut file = std::fs::File::open(&path)
+            .map_err(|e| format!("artifact `{name}` of run {}: {e}", self.caller.run_id))?;
+        let failed =
+            |e: std::io::Error| format!("artifact `{name}`: reading {}: {e}", path.display());
+        file.seek(std::io::SeekFrom::Start(offset))
+            .map_err(failed)?;
+        // Bounded by the guest's own memory limit as well, but never more than 16 MiB
+        // per call of this function.
+        let len = (len as u64).min(16 << 20);
+        let mut out = Vec::new();
+        file.take(len).read_to_end(&mut out).map_err(failed)?;
+        Ok(out)
+    }
+}
+
+impl CallState {
+    /// `ARTIFACTS_DIR/RUN_ID/NAME`, once `name` is known to stay inside it.
+    fn artifact_path(&self, name: &str) -> Result<std::path::PathBuf, String> {
+        let valid = !name.is_empty()
+            && name.len() <= 128
+            && !name.starts_with('.')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+        if !valid {
+            return Err(format!(
+                "`{name}` is not an artifact name: letters, digits, `.`, `-` and `_`, not \
+                 starting with `.`, at most 128"
+            ));
+        }
+        let Some(dir) = &self.artifacts_dir else {
+            return Err(format!("artifact `{name}`: this medic keeps no artifacts"));
+        };
+        if !super::valid_name(&self.caller.run_id) {
+            return Err(format!(
+                "artifact `{name}`: only a run's steps have artifacts"
+            ));
+        }
+        Ok(dir.join(&self.caller.run_id).join(name))
+    }
+}
+
+impl sql::Host for CallState {
+    fn query(
+        &mut self,
+        connection: String,
+        _statement: String,
+        _params: Vec<sql::Value>,
+    ) -> Result<sql::RowSet, sql::SqlError> {
+        Err(sql::SqlError {
+            message: format!(
+                "SQL connection `{connection}`: the sql interface is not available in this medic yet"
+            ),
+            code: None,
+            retryable: false,
+        })
     }
 }
 

@@ -16,7 +16,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, Store, UpdateDeadline};
 
 use super::bindings::{self, PluginPre};
-use super::wasi::{CallState, Caller};
+use super::wasi::{Access, CallState, Caller};
 use super::{Call, CheckedPlans, Error, HostConfig, Invoker, Manifest, Observation};
 
 /// Linear memory one call may use.
@@ -63,6 +63,11 @@ impl Host {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
         bindings::host::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+            &mut linker,
+            |state: &mut CallState| state,
+        )
+        .map_err(engine_error)?;
+        bindings::sql::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
             &mut linker,
             |state: &mut CallState| state,
         )
@@ -180,7 +185,7 @@ impl Host {
             .run(
                 &pre,
                 caller,
-                HashSet::new(),
+                Access::default(),
                 self.config.default_timeout,
                 |plugin, store| Box::pin(async move { plugin.call_manifest(store).await }),
             )
@@ -216,10 +221,7 @@ impl Host {
     }
 
     /// Checks the version and the action of `call`, then grants its endpoints.
-    async fn prepare(
-        &self,
-        call: &Call,
-    ) -> Result<(Arc<Loaded>, Caller, HashSet<SocketAddr>), Error> {
+    async fn prepare(&self, call: &Call) -> Result<(Arc<Loaded>, Caller, Access), Error> {
         let loaded = self.loaded(&call.plugin).await?;
         check_version(&loaded.manifest, &call.version)?;
         if loaded.manifest.action(&call.action).is_none() {
@@ -228,14 +230,18 @@ impl Host {
                 action: call.action.clone(),
             });
         }
-        let connect = resolve(&call.connect).await?;
+        let connect = resolve(&call.grants.connect).await?;
         let caller = Caller {
             plugin: call.plugin.clone(),
             run_id: call.ctx.run_id.clone(),
             step_id: call.ctx.step_id.clone(),
             attempt: call.ctx.attempt,
         };
-        Ok((loaded, caller, connect))
+        let access = Access {
+            connect,
+            grants: call.grants.clone(),
+        };
+        Ok((loaded, caller, access))
     }
 
     /// Runs one export in a fresh store and instance, within `timeout`.
@@ -243,7 +249,7 @@ impl Host {
         &self,
         pre: &PluginPre<CallState>,
         caller: Caller,
-        connect: HashSet<SocketAddr>,
+        access: Access,
         timeout: Duration,
         export: F,
     ) -> Result<R, Error>
@@ -255,7 +261,8 @@ impl Host {
             Box<dyn std::future::Future<Output = wasmtime::Result<R>> + Send + 'a>,
         >,
     {
-        let mut store = Store::new(&self.engine, CallState::new(caller, connect, MEMORY_LIMIT));
+        let state = CallState::new(caller, access, &self.config, MEMORY_LIMIT);
+        let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         // Yield to tokio on every tick: the guest keeps running, but the timeout
         // below gets to fire and drop the call.
@@ -311,7 +318,7 @@ impl Invoker for Host {
 
     #[instrument(skip_all, fields(plugin = %call.plugin, action = %call.action, run_id = %call.ctx.run_id, step_id = %call.ctx.step_id, attempt = call.ctx.attempt))]
     async fn invoke(&self, call: Call) -> Result<Value, Error> {
-        let (loaded, caller, connect) = self.prepare(&call).await?;
+        let (loaded, caller, access) = self.prepare(&call).await?;
         let ctx = bindings::context_to_wit(&call.ctx);
         let params = call.params.to_string();
         let action = call.action.clone();
@@ -319,7 +326,7 @@ impl Invoker for Host {
             .run(
                 &loaded.pre,
                 caller,
-                connect,
+                access,
                 self.timeout(&call),
                 |plugin, store| {
                     Box::pin(async move { plugin.call_invoke(store, &ctx, &action, &params).await })
@@ -333,7 +340,7 @@ impl Invoker for Host {
 
     #[instrument(skip_all, fields(plugin = %call.plugin, action = %call.action, run_id = %call.ctx.run_id, step_id = %call.ctx.step_id, attempt = call.ctx.attempt))]
     async fn observe(&self, call: Call) -> Result<Observation, Error> {
-        let (loaded, caller, connect) = self.prepare(&call).await?;
+        let (loaded, caller, access) = self.prepare(&call).await?;
         let ctx = bindings::context_to_wit(&call.ctx);
         let params = call.params.to_string();
         let action = call.action.clone();
@@ -341,7 +348,7 @@ impl Invoker for Host {
             .run(
                 &loaded.pre,
                 caller,
-                connect,
+                access,
                 self.timeout(&call),
                 |plugin, store| {
                     Box::pin(

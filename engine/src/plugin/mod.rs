@@ -14,15 +14,17 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::plan::EffectClass;
+use crate::plan::{EffectClass, Grants};
 
 mod bindings;
 mod catalog;
+mod config;
 mod host;
 mod install;
 mod wasi;
 
 pub use catalog::{CheckedPlans, check_plan};
+pub use config::{HttpCredential, OperatorConfig, SqlConnection, SqlTls, read_secret};
 pub use host::{Host, MEMORY_LIMIT, OUTPUT_LIMIT};
 pub use install::{Install, InstallOutcome, Installed};
 
@@ -42,6 +44,23 @@ pub struct HostConfig {
     pub plugin_dirs: Vec<PathBuf>,
     /// Wall-clock limit of one call when the step sets no timeout.
     pub default_timeout: Duration,
+    /// The operator's secrets, SQL connections and HTTP credentials (medic.toml).
+    pub operator: Arc<OperatorConfig>,
+    /// Where runs' artifacts are kept (`DIR/RUN_ID/NAME`); `None` refuses them.
+    pub artifacts_dir: Option<PathBuf>,
+}
+
+impl HostConfig {
+    /// Plugins from `plugin_dirs`, a 5-minute default timeout, and nothing else
+    /// configured: no secrets, SQL connections, credentials or artifacts.
+    pub fn new(plugin_dirs: Vec<PathBuf>) -> HostConfig {
+        HostConfig {
+            plugin_dirs,
+            default_timeout: Duration::from_secs(300),
+            operator: Arc::default(),
+            artifacts_dir: None,
+        }
+    }
 }
 
 /// A plugin's self-description, read from its `manifest()` export.
@@ -90,8 +109,9 @@ pub struct Call {
     pub action: String,
     pub params: Value,
     pub ctx: CallContext,
-    /// `host:port` endpoints (already rendered) the call may connect to over TCP.
-    pub connect: Vec<String>,
+    /// What the plan grants the plugin, templates rendered: TCP endpoints, HTTP
+    /// origins, SQL connection names and secret names. Nothing else is reachable.
+    pub grants: Grants,
     /// Wall-clock limit of this call; `None` uses the host's default.
     pub timeout: Option<Duration>,
 }

@@ -35,6 +35,7 @@ fn host() -> &'static Host {
         Host::new(HostConfig {
             plugin_dirs: vec![dist_dir()],
             default_timeout: Duration::from_secs(10),
+            ..HostConfig::new(Vec::new())
         })
         .expect("plugin host starts")
     })
@@ -56,7 +57,10 @@ fn call_attempt(action: &str, params: Value, connect: &[String], attempt: u32) -
             attempt,
             idempotency_key: format!("run-1/step-1/{attempt}"),
         },
-        connect: connect.to_vec(),
+        grants: crate::plan::Grants {
+            connect: connect.to_vec(),
+            ..Default::default()
+        },
         timeout: None,
     }
 }
@@ -468,6 +472,7 @@ async fn concurrent_first_calls_compile_the_plugin_once() {
         Host::new(HostConfig {
             plugin_dirs: vec![PathBuf::from("/nonexistent"), dist_dir()],
             default_timeout: Duration::from_secs(10),
+            ..HostConfig::new(Vec::new())
         })
         .unwrap(),
     );
@@ -575,6 +580,7 @@ async fn install_writes_into_the_first_dir_upgrades_and_refuses_downgrades_unles
     let host = Host::new(HostConfig {
         plugin_dirs: vec![mine.clone()],
         default_timeout: Duration::from_secs(10),
+        ..HostConfig::new(Vec::new())
     })
     .unwrap();
     assert!(host.installed().await.is_empty());
@@ -660,6 +666,7 @@ async fn a_plan_that_passed_is_kept_and_one_that_failed_is_checked_again() {
     let host = Host::new(HostConfig {
         plugin_dirs: vec![dir.path().to_path_buf()],
         default_timeout: Duration::from_secs(10),
+        ..HostConfig::new(Vec::new())
     })
     .unwrap();
     let text = "apiVersion: medic/v1\nkind: RecoveryPlan\nmetadata: { name: p }\n\

@@ -4,12 +4,16 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::{HostConfig, OperatorConfig};
+use crate::plan::Grants;
 
 /// Who is calling, for the fields of the guest's log events.
 #[derive(Debug, Clone, Default)]
@@ -20,9 +24,25 @@ pub(super) struct Caller {
     pub attempt: u32,
 }
 
+/// What one call may reach: the addresses its TCP grants resolved to, and the plan's
+/// grants (rendered) for the host's own interfaces.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Access {
+    pub connect: HashSet<SocketAddr>,
+    pub grants: Grants,
+}
+
 /// The `T` of one call's `Store<T>`; dropped with the store when the call ends.
 pub(super) struct CallState {
     wasi: WasiCtx,
+    /// The plan's grants for this call (secrets, SQL connections, HTTP origins).
+    pub grants: Grants,
+    /// The operator's configuration: what granted names mean.
+    pub operator: Arc<OperatorConfig>,
+    /// Where the host keeps runs' artifacts; `None` refuses them.
+    pub artifacts_dir: Option<PathBuf>,
+    /// Artifacts this call has appended to: its first append starts one afresh.
+    pub artifacts_started: HashSet<String>,
     table: ResourceTable,
     pub limiter: MemoryLimiter,
     pub caller: Caller,
@@ -35,8 +55,13 @@ const STDERR_CAPACITY: usize = 8 << 10;
 
 impl CallState {
     /// `connect` holds the socket addresses the granted endpoints resolved to.
-    pub fn new(caller: Caller, connect: HashSet<SocketAddr>, memory_limit: usize) -> CallState {
-        let connect = Arc::new(connect);
+    pub fn new(
+        caller: Caller,
+        access: Access,
+        config: &HostConfig,
+        memory_limit: usize,
+    ) -> CallState {
+        let connect = Arc::new(access.connect);
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         // The builder's defaults already give no env, args, preopens, stdin or
         // stdout; networking is spelled out because it is the one capability we grant.
@@ -58,6 +83,10 @@ impl CallState {
             .build();
         CallState {
             wasi,
+            grants: access.grants,
+            operator: config.operator.clone(),
+            artifacts_dir: config.artifacts_dir.clone(),
+            artifacts_started: HashSet::new(),
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(memory_limit),
             caller,

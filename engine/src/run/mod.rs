@@ -90,8 +90,8 @@ pub struct AttemptCall {
     /// The idempotency key, `run/step/attempt`.
     pub key: String,
     pub params: Value,
-    /// Rendered `host:port` grants.
-    pub connect: Vec<String>,
+    /// The plugin's grants, templates rendered.
+    pub grants: crate::plan::Grants,
 }
 
 /// Work to do after the transition's records are durable.

@@ -699,7 +699,7 @@ impl<'a> Machine<'a> {
         self.out.effects.push(Effect::Invoke(call));
     }
 
-    /// Renders the params and TCP grants of a step's action (or undo). A template that
+    /// Renders the params and grants of a step's action (or undo). A template that
     /// cannot render fails the step (or holds its undo): it would fail every attempt.
     fn render_call(&mut self, step: usize, attempt: u32, undo: bool) -> Option<AttemptCall> {
         let def = &self.plan.steps[step];
@@ -712,11 +712,11 @@ impl<'a> Machine<'a> {
         };
         let call = if undo { undo_call.as_ref()? } else { call };
         let key = attempt_key(&self.state.id, &def.id, attempt, undo);
-        let grants = &self.plan.plugins[&call.plugin].grants.connect;
-        let rendered = plan::render(&call.with, &self.state.scope).and_then(|params| {
-            let connect = grants
-                .iter()
-                .map(|g| plan::render(&Value::String(g.clone()), &self.state.scope))
+        let grants = &self.plan.plugins[&call.plugin].grants;
+        let scope = &self.state.scope;
+        let render_all = |list: &[String]| {
+            list.iter()
+                .map(|g| plan::render(&Value::String(g.clone()), scope))
                 .map(|v| {
                     v.map(|v| {
                         v.as_str()
@@ -724,17 +724,25 @@ impl<'a> Machine<'a> {
                             .unwrap_or_else(|| v.to_string())
                     })
                 })
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok((params, connect))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let rendered = plan::render(&call.with, scope).and_then(|params| {
+            let grants = plan::Grants {
+                connect: render_all(&grants.connect)?,
+                http: render_all(&grants.http)?,
+                sql: render_all(&grants.sql)?,
+                secrets: render_all(&grants.secrets)?,
+            };
+            Ok((params, grants))
         });
         match rendered {
-            Ok((params, connect)) => Some(AttemptCall {
+            Ok((params, grants)) => Some(AttemptCall {
                 step,
                 attempt,
                 undo,
                 key,
                 params,
-                connect,
+                grants,
             }),
             Err(e) => {
                 let msg = format!("rendering params of {}: {e}", self.call_name(step, undo));

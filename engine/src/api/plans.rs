@@ -14,7 +14,7 @@ use super::{ApiError, AppState, Problem, Shared};
 use crate::plan::{self, Format};
 use crate::plugin;
 use crate::run::Ms;
-use crate::store::{PlanVersion, RegisterPlan};
+use crate::store::{self, PlanVersion, RegisterPlan};
 
 /// A plan sent inline, with the params of a run.
 #[derive(Deserialize, ToSchema)]
@@ -158,6 +158,7 @@ const RESERVED_NAMES: [&str; 1] = ["validate"];
         (status = 200, description = "identical to the latest version, which is returned", body = RegisteredPlan),
         (status = 400, description = "the body is not JSON of the expected shape", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "the body is not `application/json`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "a schedule the plan declares in its metadata has the name of another schedule", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "the plan is invalid; `errors` has each field path", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(super) async fn register(
@@ -194,8 +195,20 @@ pub(super) async fn register(
             source: &text,
             format,
             at: s.exec.now(),
+            schedules: plan
+                .schedules
+                .iter()
+                .map(|spec| {
+                    let json = serde_json::to_value(spec).expect("a spec serializes");
+                    (spec.name.clone(), json)
+                })
+                .collect(),
         })
-        .await?;
+        .await
+        .map_err(|e| match e {
+            store::Error::ScheduleNameTaken { .. } => ApiError::conflict(e.to_string()),
+            e => e.into(),
+        })?;
     let status = if registered.created {
         StatusCode::CREATED
     } else {

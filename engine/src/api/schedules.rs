@@ -35,6 +35,11 @@ pub(super) struct ScheduleView {
     next: Vec<NextFire>,
     /// The run of the latest fire.
     last_run: Option<String>,
+    /// The plan whose `metadata.schedules` declares it (absent for one created over
+    /// the API): registering a new version of that plan updates or removes it, and
+    /// it cannot be deleted on its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    declared_by: Option<String>,
 }
 
 /// An upcoming due time.
@@ -81,7 +86,9 @@ fn invalid(e: schedule::Error) -> ApiError {
 fn not_found_or(e: store::Error) -> ApiError {
     match e {
         store::Error::ScheduleNotFound(_) => ApiError::not_found(e.to_string()),
-        store::Error::ScheduleExists(_) => ApiError::conflict(e.to_string()),
+        store::Error::ScheduleExists(_) | store::Error::ScheduleDeclared { .. } => {
+            ApiError::conflict(e.to_string())
+        }
         e => e.into(),
     }
 }
@@ -105,6 +112,7 @@ fn view(row: ScheduleRow) -> ScheduleView {
         updated_at: row.updated_at,
         next,
         last_run: row.last_run,
+        declared_by: row.declared_by,
     }
 }
 
@@ -224,6 +232,7 @@ pub(super) async fn update(
     responses(
         (status = 204, description = "the schedule was removed"),
         (status = 404, description = "no schedule of that name", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the schedule is declared by a plan's metadata: remove it there", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(super) async fn remove(
     State(s): Shared,

@@ -27,6 +27,9 @@ pub struct Plan {
     pub on_failure: FailurePolicy,
     /// How many steps of one run may be in flight at once.
     pub concurrency: usize,
+    /// Schedules declared in `metadata.schedules`, validated; `plan` holds the
+    /// plan's name (registering a version points them at it).
+    pub schedules: Vec<crate::schedule::Spec>,
 }
 
 impl Plan {

@@ -10,6 +10,9 @@ use serde_json::{Map, Value};
 pub(crate) struct RawMetadata {
     pub name: String,
     pub description: Option<String>,
+    /// Schedules the plan declares for itself (checked one by one in `validate`).
+    #[serde(default)]
+    pub schedules: Vec<Value>,
 }
 
 #[derive(Debug, Deserialize)]

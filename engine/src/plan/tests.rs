@@ -574,3 +574,33 @@ fn http_grants_are_origins() {
         "{e}"
     );
 }
+
+#[test]
+fn schedules_declared_in_metadata_are_checked_like_api_schedules() {
+    let plan = |schedules: &str| {
+        format!(
+            "apiVersion: medic/v1\nkind: MaintenancePlan\nmetadata:\n  name: sweep\n  schedules:\n{schedules}\nparams:\n  target: {{ type: string }}\nplugins: {{ probe: {{ use: probe@0.1 }} }}\nsteps:\n  - id: a\n    uses: probe/noop\n"
+        )
+    };
+    let ok = parse(
+        "x.yaml",
+        &plan("    - { name: nightly, cron: \"0 3 * * *\", timezone: Europe/Berlin, params: { target: db1 }, missed: run-once }"),
+        Format::Yaml,
+        None,
+    )
+    .unwrap();
+    assert_eq!(ok.schedules.len(), 1);
+    assert_eq!(ok.schedules[0].plan, "sweep");
+    assert_eq!(ok.schedules[0].missed, crate::schedule::Missed::RunOnce);
+
+    let e = errors(&plan("    - { name: nightly, cron: \"0 3 * * 1\", params: { target: db1 } }"));
+    assert!(e.contains("x.yaml:6:") && e.contains("metadata.schedules[0].cron") && e.contains("day-of-week as names"), "{e}");
+    let e = errors(&plan("    - { name: nightly, cron: \"0 3 * * *\", timezone: Mars/Olympus, params: { target: db1 } }"));
+    assert!(e.contains("metadata.schedules[0].timezone") && e.contains("IANA"), "{e}");
+    let e = errors(&plan("    - { name: n, cron: \"0 3 * * *\", params: { target: db1 } }\n    - { name: n, cron: \"0 4 * * *\", params: { target: db1 } }"));
+    assert!(e.contains("metadata.schedules[1].name") && e.contains("declared twice"), "{e}");
+    let e = errors(&plan("    - { name: n, cron: \"0 3 * * *\" }"));
+    assert!(e.contains("metadata.schedules[0].params") && e.contains("target"), "{e}");
+    let e = errors(&plan("    - { name: n, cron: \"0 3 * * *\", params: { target: db1 }, plan: other }"));
+    assert!(e.contains("metadata.schedules[0]") && e.contains("plan"), "{e}");
+}

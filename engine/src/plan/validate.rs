@@ -181,9 +181,8 @@ pub(crate) fn plan(
         check_actions(catalog, &plugins, &steps, &mut r);
     }
 
-    let out = r.finish();
-    if !out.is_empty() {
-        return Err(out);
+    if !r.out.is_empty() {
+        return Err(r.finish());
     }
     let Some(metadata) = metadata else {
         // Unreachable while the schema and `raw` agree; a diagnostic, not a panic.
@@ -198,7 +197,8 @@ pub(crate) fn plan(
     let canonical = doc.to_string();
     let hash = hex(&Sha256::digest(canonical.as_bytes()));
     let params_schema = params_schema(root.get("params"), &params);
-    Ok(Plan {
+    let declared = metadata.schedules.clone();
+    let mut plan = Plan {
         name: metadata.name,
         kind,
         description: metadata.description,
@@ -210,7 +210,57 @@ pub(crate) fn plan(
         steps,
         on_failure,
         concurrency,
-    })
+        schedules: Vec::new(),
+    };
+    plan.schedules = schedules(&plan, &declared, &mut r);
+    let out = r.finish();
+    if !out.is_empty() {
+        return Err(out);
+    }
+    Ok(plan)
+}
+
+/// The schedules of `metadata.schedules`: each a schedule spec without `plan` (it is
+/// this plan), every field checked as `/v1/schedules` checks it, and its params
+/// bound against the plan's params now rather than failing at its first fire.
+fn schedules(plan: &Plan, declared: &[Value], r: &mut Report<'_>) -> Vec<crate::schedule::Spec> {
+    let mut out: Vec<crate::schedule::Spec> = Vec::new();
+    for (i, v) in declared.iter().enumerate() {
+        let pointer = format!("/metadata/schedules/{i}");
+        let mut body = v.clone();
+        if let Some(obj) = body.as_object_mut() {
+            obj.insert("plan".into(), Value::String(plan.name.clone()));
+        }
+        let spec: crate::schedule::Spec = match serde_json::from_value(body) {
+            Ok(spec) => spec,
+            Err(e) => {
+                r.at(&pointer, format!("not a schedule: {e}"));
+                continue;
+            }
+        };
+        if let Err(e) = spec.validate() {
+            let at = format!("{pointer}/{}", e.field);
+            let at = if r.position(&at, false).is_some() { at } else { pointer.clone() };
+            r.at(&at, e.to_string());
+            continue;
+        }
+        if let Some(first) = out.iter().position(|s| s.name == spec.name) {
+            let other = where_is(r, &format!("/metadata/schedules/{first}"));
+            r.at(
+                &format!("{pointer}/name"),
+                format!("schedule `{}` is declared twice{other}: schedule names are unique", spec.name),
+            );
+            continue;
+        }
+        if let Err(e) = super::bind_params(plan, &spec.params) {
+            for d in e.0 {
+                r.at(&format!("{pointer}/params"), format!("the schedule's params: {}", d.message));
+            }
+            continue;
+        }
+        out.push(spec);
+    }
+    out
 }
 
 /// A part of the document as its raw type; `None` if it is malformed (the schema

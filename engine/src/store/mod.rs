@@ -71,6 +71,24 @@ pub enum Error {
     ScheduleExists(String),
     #[error("no schedule named `{0}`; `medic schedule list` shows them")]
     ScheduleNotFound(String),
+    /// The schedule belongs to a plan's metadata: only a new version of the plan
+    /// removes it.
+    #[error(
+        "schedule `{name}` is declared by plan `{plan}`: remove it from the plan's \
+         metadata.schedules and register a new version, or pause it (`medic schedule pause {name}`)"
+    )]
+    ScheduleDeclared { name: String, plan: String },
+    /// A plan declares a schedule whose name another schedule holds.
+    #[error(
+        "plan `{plan}` declares schedule `{name}`, but a schedule of that name exists \
+         ({owner}): rename the plan's schedule, or remove the other one first"
+    )]
+    ScheduleNameTaken {
+        plan: String,
+        name: String,
+        /// `created over the API` or `declared by plan X`.
+        owner: String,
+    },
     /// The due time was fired already (by this or an earlier process): nothing new
     /// was created.
     #[error("schedule `{schedule}` already fired for due time {due}")]

@@ -18,6 +18,9 @@ pub struct RegisterPlan<'a> {
     pub source: &'a str,
     pub format: Format,
     pub at: Ms,
+    /// The schedules the plan declares (`metadata.schedules`): name and spec as JSON,
+    /// its `plan` field being the plan's name; a new version points them at itself.
+    pub schedules: Vec<(String, serde_json::Value)>,
 }
 
 /// The version a registration resolved to.
@@ -82,6 +85,7 @@ impl Store {
             plan.source.to_owned(),
         );
         let (format, at) = (format_str(plan.format), plan.at);
+        let schedules = plan.schedules;
         self.writer
             .write(move |conn| {
                 let latest: Option<(u32, String, Ms)> = conn
@@ -114,6 +118,14 @@ impl Store {
                     params![name, version, hash, source, format, at],
                 )
                 .map_err(sql("registering the plan version"))?;
+                let declared: Vec<(String, serde_json::Value)> = schedules
+                    .into_iter()
+                    .map(|(schedule, mut spec)| {
+                        spec["plan"] = serde_json::Value::String(format!("{name}@{version}"));
+                        (schedule, spec)
+                    })
+                    .collect();
+                super::schedules::sync_declared(conn, &name, &declared, at)?;
                 Ok(Registered {
                     version,
                     created: true,

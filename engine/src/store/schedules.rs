@@ -21,6 +21,8 @@ pub struct ScheduleRow {
     /// The run of the latest fire, and whether it is still going.
     pub last_run: Option<String>,
     pub last_run_going: bool,
+    /// The plan whose metadata declares it; `None` for one created over the API.
+    pub declared_by: Option<String>,
 }
 
 /// One handled due time of a schedule.
@@ -46,7 +48,7 @@ pub struct NewFire<'a> {
 
 const SELECT: &str = "SELECT s.id, s.name, s.spec, s.enabled, s.after, s.created_at, s.updated_at,
         (SELECT f.run_id FROM schedule_fires f WHERE f.schedule_id = s.id AND f.run_id IS NOT NULL
-         ORDER BY f.due_at DESC LIMIT 1) AS last_run
+         ORDER BY f.due_at DESC LIMIT 1) AS last_run, s.declared_by
     FROM schedules s";
 
 fn read_row(conn: &Connection, r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<ScheduleRow>> {
@@ -74,6 +76,7 @@ fn read_row(conn: &Connection, r: &rusqlite::Row<'_>) -> rusqlite::Result<Result
         updated_at: r.get(6)?,
         last_run,
         last_run_going: going,
+        declared_by: r.get(8)?,
     };
     Ok(match serde_json::from_str(&spec) {
         Ok(spec) => Ok(ScheduleRow { spec, ..row }),
@@ -87,6 +90,81 @@ fn read_row(conn: &Connection, r: &rusqlite::Row<'_>) -> rusqlite::Result<Result
 fn constraint(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _)
         if f.code == rusqlite::ErrorCode::ConstraintViolation)
+}
+
+/// Makes the schedules `plan` declares (`(name, spec)`, each spec's `plan` field
+/// already `NAME@VERSION`) the stored ones, in the caller's transaction: new names are
+/// created with the declared `enabled`, known ones get the new spec but keep their
+/// cursor and the operator's pause (unless the declared `enabled` itself changed),
+/// and the plan's schedules it no longer declares are removed with their history.
+pub(super) fn sync_declared(
+    conn: &Connection,
+    plan: &str,
+    declared: &[(String, serde_json::Value)],
+    at: Ms,
+) -> Result<()> {
+    for (name, spec) in declared {
+        let enabled = spec
+            .get("enabled")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(true);
+        let existing: Option<(i64, Option<String>, String)> = conn
+            .query_row(
+                "SELECT id, declared_by, spec FROM schedules WHERE name = ?1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(sql("reading the declared schedule"))?;
+        match existing {
+            None => {
+                conn.execute(
+                    "INSERT INTO schedules (name, spec, enabled, after, created_at, updated_at, declared_by)
+                     VALUES (?1, ?2, ?3, ?4, ?4, ?4, ?5)",
+                    params![name, spec.to_string(), enabled, at, plan],
+                )
+                .map_err(sql("creating the declared schedule"))?;
+            }
+            Some((id, Some(owner), old)) if owner == plan => {
+                let was: Option<bool> = serde_json::from_str::<serde_json::Value>(&old)
+                    .ok()
+                    .and_then(|v| v.get("enabled").and_then(serde_json::Value::as_bool));
+                let author_changed = was.unwrap_or(true) != enabled;
+                conn.execute(
+                    "UPDATE schedules SET spec = ?2, updated_at = ?3,
+                       after = CASE WHEN ?4 AND ?5 AND NOT enabled THEN MAX(after, ?3) ELSE after END,
+                       enabled = CASE WHEN ?4 THEN ?5 ELSE enabled END
+                     WHERE id = ?1",
+                    params![id, spec.to_string(), at, author_changed, enabled],
+                )
+                .map_err(sql("updating the declared schedule"))?;
+            }
+            Some((_, owner, _)) => {
+                return Err(Error::ScheduleNameTaken {
+                    plan: plan.to_owned(),
+                    name: name.clone(),
+                    owner: match owner {
+                        Some(other) => format!("declared by plan `{other}`"),
+                        None => "created over the API".to_owned(),
+                    },
+                });
+            }
+        }
+    }
+    let keep: Vec<&str> = declared.iter().map(|(n, _)| n.as_str()).collect();
+    let mut stmt = conn
+        .prepare_cached("SELECT name FROM schedules WHERE declared_by = ?1")
+        .map_err(sql("listing the plan's schedules"))?;
+    let stored = stmt
+        .query_map([plan], |r| r.get::<_, String>(0))
+        .map_err(sql("listing the plan's schedules"))?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(sql("listing the plan's schedules"))?;
+    for gone in stored.iter().filter(|n| !keep.contains(&n.as_str())) {
+        conn.execute("DELETE FROM schedules WHERE name = ?1", [gone])
+            .map_err(sql("removing a schedule the plan no longer declares"))?;
+    }
+    Ok(())
 }
 
 impl Store {
@@ -178,6 +256,18 @@ impl Store {
         let name = name.to_owned();
         self.writer
             .write(move |conn| {
+                let declared: Option<String> = conn
+                    .query_row(
+                        "SELECT declared_by FROM schedules WHERE name = ?1",
+                        [&name],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(sql("reading the schedule"))?
+                    .flatten();
+                if let Some(plan) = declared {
+                    return Err(Error::ScheduleDeclared { name, plan });
+                }
                 let n = conn
                     .execute("DELETE FROM schedules WHERE name = ?1", [&name])
                     .map_err(sql("removing the schedule"))?;

@@ -168,6 +168,13 @@ CREATE TABLE schedule_fires (
 ) WITHOUT ROWID;
 ";
 
+/// Schedules a plan declares in its metadata: `declared_by` names the plan, and
+/// registering a version of it creates, updates and removes them (`plans.rs`).
+const V6_DECLARED_SCHEDULES: &str = "
+ALTER TABLE schedules ADD COLUMN declared_by TEXT;
+CREATE INDEX schedules_declared_by ON schedules(declared_by) WHERE declared_by IS NOT NULL;
+";
+
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), rusqlite_migration::Error> {
     Migrations::new(vec![
         M::up(V1),
@@ -175,6 +182,7 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), rusqlite_migration::E
         M::up(V3_AUTH),
         M::up(V4_PLAN_REGISTRY),
         M::up(V5_SCHEDULES),
+        M::up(V6_DECLARED_SCHEDULES),
     ])
     .to_latest(conn)
 }

@@ -355,3 +355,60 @@ fn the_cli_manages_schedules_over_server_too() {
     assert_ne!(gone.code, 0);
     assert!(gone.stderr.contains("no schedule named"), "{}", gone.stderr);
 }
+
+/// A plan that declares its own schedule: registering it creates the schedule, which
+/// fires runs of that version; the schedule cannot be deleted on its own, and a new
+/// version without it removes it.
+#[test]
+fn a_schedule_declared_in_a_plans_metadata_follows_its_registered_versions() {
+    let medic = Medic::new();
+    let server = Server::admin(&medic);
+    let (cron, due) = cron_in(3);
+    let text = |schedules: &str| {
+        format!(
+            "apiVersion: medic/v1\nkind: MaintenancePlan\nmetadata:\n  name: sweep\n{schedules}\
+             plugins: {{ probe: {{ use: probe@0.1 }} }}\nsteps:\n  - id: a\n    uses: probe/noop\n"
+        )
+    };
+    let v1 = text(&format!(
+        "  schedules:\n    - {{ name: sweep-often, cron: \"{cron}\", missed: run-once }}\n"
+    ));
+    let (status, _, body) = server.post("/v1/plans", &[], &json!({ "plan": v1 }));
+    assert_eq!(status, 201, "{body}");
+
+    let (status, shown) = server.get_json("/v1/schedules/sweep-often");
+    assert_eq!(status, 200, "{shown}");
+    assert_eq!(shown["declared_by"], json!("sweep"), "{shown}");
+    assert_eq!(shown["spec"]["plan"], json!("sweep@1"), "{shown}");
+    assert_eq!(shown["next"][0]["due_at"], json!(due), "{shown}");
+
+    let fired = poll_until(
+        Duration::from_secs(15),
+        "the declared schedule fires a run of the registered version",
+        || {
+            server
+                .runs()
+                .into_iter()
+                .find(|r| r["submitted_by"] == json!("schedule:sweep-often"))
+        },
+        || "no run submitted by schedule:sweep-often".into(),
+    );
+    let run = server.run(fired["id"].as_str().unwrap());
+    assert_eq!(run["run"]["plan_name"], json!("sweep"), "{run}");
+    assert_eq!(run["run"]["plan_version"], json!(1), "{run}");
+
+    let refused = server.call("DELETE", "/v1/schedules/sweep-often", None);
+    assert_eq!(refused.status, 409, "{:?}", refused.body);
+    assert!(
+        refused.body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("declared by plan `sweep`"),
+        "{:?}",
+        refused.body
+    );
+
+    let (status, _, body) = server.post("/v1/plans", &[], &json!({ "plan": text("") }));
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(server.get_json("/v1/schedules/sweep-often").0, 404);
+}

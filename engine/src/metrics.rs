@@ -21,6 +21,8 @@ pub const STEP_DURATION: &str = "medic_step_duration_seconds";
 pub const PLUGIN_CALL_DURATION: &str = "medic_plugin_call_duration_seconds";
 pub const QUEUE_DEPTH: &str = "medic_queue_depth";
 pub const HTTP_REQUESTS: &str = "medic_http_requests_total";
+pub const SCHEDULE_DUE_TIMES: &str = "medic_schedule_due_times_total";
+pub const SCHEDULE_FIRE_LAG: &str = "medic_schedule_fire_lag_seconds";
 
 /// The `Content-Type` of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -32,6 +34,11 @@ const CALL_BUCKETS: &[f64] = &[
 /// A whole step: retries, backoff and, for approvals, the operator: up to hours.
 const STEP_BUCKETS: &[f64] = &[
     0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 14400.0,
+];
+/// From a fire instant to its run's commit: milliseconds normally, seconds when a
+/// pass is busy, minutes after downtime (`run-once`).
+const LAG_BUCKETS: &[f64] = &[
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0,
 ];
 /// Histogram samples are buffered until rendered; drain them at least this often
 /// when nobody scrapes, so memory stays bounded.
@@ -75,6 +82,9 @@ impl Metrics {
             .and_then(|b| {
                 b.set_buckets_for_metric(Matcher::Full(STEP_DURATION.into()), STEP_BUCKETS)
             })
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full(SCHEDULE_FIRE_LAG.into()), LAG_BUCKETS)
+            })
             .expect("bucket lists are not empty")
             .build_recorder();
         recorder.describe_gauge(
@@ -108,6 +118,20 @@ impl Metrics {
             HTTP_REQUESTS.into(),
             None,
             "HTTP requests answered, by route template (`unmatched` for unknown paths) and status."
+                .into(),
+        );
+        recorder.describe_counter(
+            SCHEDULE_DUE_TIMES.into(),
+            None,
+            "Schedule due times this process handled, by outcome: fired, or why it was skipped \
+             (missed, coalesced, outside-window, overlap, plan-error)."
+                .into(),
+        );
+        recorder.describe_histogram(
+            SCHEDULE_FIRE_LAG.into(),
+            Some(Unit::Seconds),
+            "Time from a due time's fire instant (due time plus jitter, or its window's opening) \
+             to the commit of the run it created."
                 .into(),
         );
         Metrics {
@@ -181,6 +205,24 @@ impl Metrics {
             ],
         );
         self.recorder.register_counter(&key, &META).increment(1);
+    }
+
+    /// A schedule's due time was handled: `fired` or a skip reason.
+    pub fn schedule_due_time(&self, outcome: &str) {
+        let key = Key::from_parts(
+            SCHEDULE_DUE_TIMES,
+            vec![Label::new("outcome", outcome.to_owned())],
+        );
+        self.recorder.register_counter(&key, &META).increment(1);
+    }
+
+    /// A fire's run was committed `lag` after its fire instant.
+    pub fn schedule_fired(&self, lag: Duration) {
+        self.schedule_due_time("fired");
+        self.recorder
+            .register_histogram(&Key::from_name(SCHEDULE_FIRE_LAG), &META)
+            .record(lag.as_secs_f64());
+        self.sampled();
     }
 
     /// Everything, in the text exposition format 0.0.4, with `runs` (the count of

@@ -220,7 +220,8 @@ async fn ready(State(s): Shared) -> Result<&'static str, ApiError> {
 
 /// Prometheus metrics (text exposition format 0.0.4): `medic_runs{status}` (from the
 /// database), `medic_step_duration_seconds`, `medic_plugin_call_duration_seconds`,
-/// `medic_queue_depth` and `medic_http_requests_total`; each `# HELP` line says
+/// `medic_queue_depth`, `medic_http_requests_total`, `medic_schedule_due_times_total`
+/// and `medic_schedule_fire_lag_seconds`; each `# HELP` line says
 /// exactly what is counted.
 #[utoipa::path(get, path = "/metrics", tag = "service",
     responses(

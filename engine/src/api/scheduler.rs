@@ -144,9 +144,14 @@ async fn apply(
         .iter()
         .map(|s| (s.due, s.reason.as_str()))
         .partition(|(due, _)| first_fire.is_none_or(|f| *due < f));
+    let metrics = state.exec.metrics();
     if !before.is_empty() {
         let cursor = before.iter().map(|s| s.0).max().unwrap_or(row.after);
+        let reasons: Vec<&str> = before.iter().map(|s| s.1).collect();
         store.skip_due_times(row.id, before, cursor, now).await?;
+        reasons
+            .into_iter()
+            .for_each(|r| metrics.schedule_due_time(r));
     }
     let mut fired = 0;
     if !d.fire.is_empty() {
@@ -166,6 +171,7 @@ async fn apply(
                     store
                         .skip_due_times(row.id, vec![(f.due, "plan-error")], f.due, now)
                         .await?;
+                    metrics.schedule_due_time("plan-error");
                     continue;
                 }
             };
@@ -179,6 +185,8 @@ async fn apply(
             };
             match state.exec.fire(plan, params.clone(), fire).await {
                 Ok(run) => {
+                    let lag = (state.exec.now() - f.at).max(0) as u64;
+                    metrics.schedule_fired(Duration::from_millis(lag));
                     tracing::info!(schedule = %row.name, due = f.due, run_id = %run, "schedule fired");
                     state.drive(run);
                     fired += 1;
@@ -189,7 +197,11 @@ async fn apply(
         }
     }
     if !after.is_empty() {
+        let reasons: Vec<&str> = after.iter().map(|s| s.1).collect();
         store.skip_due_times(row.id, after, d.after, now).await?;
+        reasons
+            .into_iter()
+            .for_each(|r| metrics.schedule_due_time(r));
     }
     Ok(fired)
 }

@@ -593,14 +593,39 @@ fn schedules_declared_in_metadata_are_checked_like_api_schedules() {
     assert_eq!(ok.schedules[0].plan, "sweep");
     assert_eq!(ok.schedules[0].missed, crate::schedule::Missed::RunOnce);
 
-    let e = errors(&plan("    - { name: nightly, cron: \"0 3 * * 1\", params: { target: db1 } }"));
-    assert!(e.contains("x.yaml:6:") && e.contains("metadata.schedules[0].cron") && e.contains("day-of-week as names"), "{e}");
-    let e = errors(&plan("    - { name: nightly, cron: \"0 3 * * *\", timezone: Mars/Olympus, params: { target: db1 } }"));
-    assert!(e.contains("metadata.schedules[0].timezone") && e.contains("IANA"), "{e}");
-    let e = errors(&plan("    - { name: n, cron: \"0 3 * * *\", params: { target: db1 } }\n    - { name: n, cron: \"0 4 * * *\", params: { target: db1 } }"));
-    assert!(e.contains("metadata.schedules[1].name") && e.contains("declared twice"), "{e}");
+    let e = errors(&plan(
+        "    - { name: nightly, cron: \"0 3 * * 1\", params: { target: db1 } }",
+    ));
+    assert!(
+        e.contains("x.yaml:6:")
+            && e.contains("metadata.schedules[0].cron")
+            && e.contains("day-of-week as names"),
+        "{e}"
+    );
+    let e = errors(&plan(
+        "    - { name: nightly, cron: \"0 3 * * *\", timezone: Mars/Olympus, params: { target: db1 } }",
+    ));
+    assert!(
+        e.contains("metadata.schedules[0].timezone") && e.contains("IANA"),
+        "{e}"
+    );
+    let e = errors(&plan(
+        "    - { name: n, cron: \"0 3 * * *\", params: { target: db1 } }\n    - { name: n, cron: \"0 4 * * *\", params: { target: db1 } }",
+    ));
+    assert!(
+        e.contains("metadata.schedules[1].name") && e.contains("declared twice"),
+        "{e}"
+    );
     let e = errors(&plan("    - { name: n, cron: \"0 3 * * *\" }"));
-    assert!(e.contains("metadata.schedules[0].params") && e.contains("target"), "{e}");
-    let e = errors(&plan("    - { name: n, cron: \"0 3 * * *\", params: { target: db1 }, plan: other }"));
-    assert!(e.contains("metadata.schedules[0]") && e.contains("plan"), "{e}");
+    assert!(
+        e.contains("metadata.schedules[0].params") && e.contains("target"),
+        "{e}"
+    );
+    let e = errors(&plan(
+        "    - { name: n, cron: \"0 3 * * *\", params: { target: db1 }, plan: other }",
+    ));
+    assert!(
+        e.contains("metadata.schedules[0]") && e.contains("plan"),
+        "{e}"
+    );
 }

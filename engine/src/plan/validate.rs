@@ -240,7 +240,11 @@ fn schedules(plan: &Plan, declared: &[Value], r: &mut Report<'_>) -> Vec<crate::
         };
         if let Err(e) = spec.validate() {
             let at = format!("{pointer}/{}", e.field);
-            let at = if r.position(&at, false).is_some() { at } else { pointer.clone() };
+            let at = if r.position(&at, false).is_some() {
+                at
+            } else {
+                pointer.clone()
+            };
             r.at(&at, e.to_string());
             continue;
         }
@@ -248,13 +252,19 @@ fn schedules(plan: &Plan, declared: &[Value], r: &mut Report<'_>) -> Vec<crate::
             let other = where_is(r, &format!("/metadata/schedules/{first}"));
             r.at(
                 &format!("{pointer}/name"),
-                format!("schedule `{}` is declared twice{other}: schedule names are unique", spec.name),
+                format!(
+                    "schedule `{}` is declared twice{other}: schedule names are unique",
+                    spec.name
+                ),
             );
             continue;
         }
         if let Err(e) = super::bind_params(plan, &spec.params) {
             for d in e.0 {
-                r.at(&format!("{pointer}/params"), format!("the schedule's params: {}", d.message));
+                r.at(
+                    &format!("{pointer}/params"),
+                    format!("the schedule's params: {}", d.message),
+                );
             }
             continue;
         }

@@ -624,9 +624,7 @@ mod schedules {
     #[tokio::test]
     async fn declared_schedules_follow_the_plans_newest_version() {
         let (_dir, store, _) = fixture().await;
-        let spec = |cron: &str, enabled: bool| {
-            json!({"name": "nightly", "plan": "p", "cron": cron, "enabled": enabled})
-        };
+        let spec = |cron: &str, enabled: bool| json!({"name": "nightly", "plan": "p", "cron": cron, "enabled": enabled});
         let with = |source: &'static str, at: Ms, schedules: Vec<(String, serde_json::Value)>| {
             RegisterPlan {
                 schedules,
@@ -634,7 +632,11 @@ mod schedules {
             }
         };
         store
-            .register_plan(with("v1", 10, vec![("nightly".into(), spec("0 3 * * *", true))]))
+            .register_plan(with(
+                "v1",
+                10,
+                vec![("nightly".into(), spec("0 3 * * *", true))],
+            ))
             .await
             .unwrap();
         let row = store.schedule("nightly").await.unwrap();
@@ -648,14 +650,24 @@ mod schedules {
             .unwrap();
 
         // The operator pauses it; v2 changes the cron only: the pause and cursor stay.
-        store.set_schedule_enabled("nightly", false, 30).await.unwrap();
         store
-            .register_plan(with("v2", 40, vec![("nightly".into(), spec("0 4 * * *", true))]))
+            .set_schedule_enabled("nightly", false, 30)
+            .await
+            .unwrap();
+        store
+            .register_plan(with(
+                "v2",
+                40,
+                vec![("nightly".into(), spec("0 4 * * *", true))],
+            ))
             .await
             .unwrap();
         let row = store.schedule("nightly").await.unwrap();
         assert_eq!((row.id, row.after, row.enabled), (id, 20, false));
-        assert_eq!((row.spec["plan"].as_str(), row.spec["cron"].as_str()), (Some("p@2"), Some("0 4 * * *")));
+        assert_eq!(
+            (row.spec["plan"].as_str(), row.spec["cron"].as_str()),
+            (Some("p@2"), Some("0 4 * * *"))
+        );
         assert_eq!(store.schedule_history(id, 10).await.unwrap().len(), 1);
 
         // Not deletable on its own.
@@ -664,27 +676,45 @@ mod schedules {
         assert!(e.to_string().contains("declared by plan `p`"), "{e}");
 
         // A name held by a schedule created over the API refuses the whole version.
-        store.create_schedule("weekly", &json!({}), true, 0, 50).await.unwrap();
+        store
+            .create_schedule("weekly", &json!({}), true, 0, 50)
+            .await
+            .unwrap();
         let e = store
             .register_plan(with(
                 "v3",
                 60,
                 vec![
                     ("nightly".into(), spec("0 4 * * *", true)),
-                    ("weekly".into(), json!({"name": "weekly", "plan": "p", "cron": "0 5 * * SUN"})),
+                    (
+                        "weekly".into(),
+                        json!({"name": "weekly", "plan": "p", "cron": "0 5 * * SUN"}),
+                    ),
                 ],
             ))
             .await
             .unwrap_err();
         assert!(
-            e.to_string().contains("plan `p` declares schedule `weekly`") && e.to_string().contains("created over the API"),
+            e.to_string()
+                .contains("plan `p` declares schedule `weekly`")
+                && e.to_string().contains("created over the API"),
             "{e}"
         );
-        assert_eq!(store.plan_versions("p").await.unwrap().len(), 2, "the refused version is not kept");
+        assert_eq!(
+            store.plan_versions("p").await.unwrap().len(),
+            2,
+            "the refused version is not kept"
+        );
 
         // A version that drops the schedule removes it.
         store.register_plan(with("v3", 70, vec![])).await.unwrap();
-        assert!(matches!(store.schedule("nightly").await, Err(Error::ScheduleNotFound(_))));
-        assert!(store.schedule("weekly").await.is_ok(), "another's schedule is untouched");
+        assert!(matches!(
+            store.schedule("nightly").await,
+            Err(Error::ScheduleNotFound(_))
+        ));
+        assert!(
+            store.schedule("weekly").await.is_ok(),
+            "another's schedule is untouched"
+        );
     }
 }

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use medic_tests::{CounterTarget, Medic, Server, plan, poll_until};
+use medic_tests::{CounterTarget, Medic, Scrape, Server, plan, poll_until};
 use serde_json::{Value, json};
 
 const NAME: &str = "nightly";
@@ -396,6 +396,26 @@ fn a_schedule_declared_in_a_plans_metadata_follows_its_registered_versions() {
     let run = server.run(fired["id"].as_str().unwrap());
     assert_eq!(run["run"]["plan_name"], json!("sweep"), "{run}");
     assert_eq!(run["run"]["plan_version"], json!(1), "{run}");
+
+    // The fire is counted, with its lag from the fire instant to the run's commit.
+    let (status, _, metrics) = server.get("/metrics");
+    assert_eq!(status, 200);
+    let metrics = metrics.as_str().expect("metrics are text");
+    let scrape = Scrape::parse(metrics).unwrap_or_else(|e| panic!("{e}\n{metrics}"));
+    assert_eq!(
+        scrape.value("medic_schedule_due_times_total", &[("outcome", "fired")]),
+        Some(1.0),
+        "{metrics}"
+    );
+    let lag = scrape
+        .histogram("medic_schedule_fire_lag_seconds", &[])
+        .unwrap_or_else(|| panic!("no fire lag histogram\n{metrics}"));
+    assert_eq!(lag.count, 1.0, "{metrics}");
+    assert!(
+        lag.sum < 5.0,
+        "a fire within seconds of its instant: {}",
+        lag.sum
+    );
 
     let refused = server.call("DELETE", "/v1/schedules/sweep-often", None);
     assert_eq!(refused.status, 409, "{:?}", refused.body);

@@ -304,6 +304,7 @@ impl Env {
             default_timeout: Duration::from_secs(300),
             operator: Arc::new(operator),
             artifacts_dir: Some(self.data_dir.join("artifacts")),
+            ..HostConfig::new(Vec::new())
         })?)
     }
 

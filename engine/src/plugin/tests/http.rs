@@ -291,3 +291,61 @@ async fn progress_reports_reach_the_calls_sink() {
         })
     );
 }
+
+/// Records the host's warnings about plugins' HTTP requests.
+#[derive(Clone, Default)]
+struct HttpWarnings(Arc<Mutex<Vec<String>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for HttpWarnings {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        if event.metadata().target() != "medic::plugin::http" {
+            return;
+        }
+        struct Fields(String);
+        impl tracing::field::Visit for Fields {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0.push_str(&format!("{}={value:?} ", field.name()));
+            }
+        }
+        let mut fields = Fields(String::new());
+        event.record(&mut fields);
+        self.0.lock().unwrap().push(fields.0);
+    }
+}
+
+// current_thread: the guest and the host's send hook run on this thread, under
+// this thread's subscriber.
+#[tokio::test(flavor = "current_thread")]
+async fn a_refused_request_is_traced_with_the_origin_and_the_call() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let warnings = HttpWarnings::default();
+    let subscriber = tracing_subscriber::registry().with(warnings.clone());
+    let _guard = tracing::subscriber::set_default(subscriber);
+    // See guest_log_lines_become_tracing_events_with_the_call_context.
+    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
+
+    let target = HttpTarget::start();
+    let refused = "http://127.0.0.3:9";
+    host()
+        .invoke(http_call(
+            json!({ "url": format!("{refused}/x") }),
+            &[target.origin()],
+        ))
+        .await
+        .unwrap_err();
+    let warnings = warnings.0.lock().unwrap().clone();
+    let warning = warnings
+        .iter()
+        .find(|w| w.contains(&format!("`{refused}`")))
+        .unwrap_or_else(|| panic!("no warning names {refused}: {warnings:?}"));
+    for expected in ["plugin=probe", "run_id=run-1", "step_id=step-1", "grants"] {
+        assert!(
+            warning.contains(expected),
+            "{expected} missing from {warning}"
+        );
+    }
+}

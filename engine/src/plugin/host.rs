@@ -305,7 +305,8 @@ impl Host {
                 message: format!(
                     "it ran for more than its CPU budget of {} (measured in {} ms ticks of \
                      guest execution; waiting on the network does not count): make the \
-                     action do less per call, or give the host a larger CPU budget",
+                     action do less per call, or raise the budget (medic \
+                     --plugin-cpu-budget)",
                     humantime::format_duration(cpu_budget),
                     EPOCH_TICK.as_millis()
                 ),

@@ -184,6 +184,7 @@ async fn plugin_calls(host: &Arc<Host>, n: usize) -> Vec<Duration> {
             },
             grants: Default::default(),
             timeout: None,
+            progress: None,
         };
         let start = Instant::now();
         host.invoke(call).await.expect("noop call");

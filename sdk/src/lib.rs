@@ -26,6 +26,7 @@
 #[cfg(target_arch = "wasm32")]
 #[doc(hidden)]
 pub mod guest;
+pub mod http;
 pub mod log;
 mod types;
 

@@ -17,6 +17,8 @@ mod metrics_api;
 mod openapi;
 #[path = "cli/plugins_api.rs"]
 mod plugins_api;
+#[path = "cli/progress.rs"]
+mod progress;
 #[path = "cli/registry.rs"]
 mod registry;
 #[path = "cli/remote.rs"]

@@ -57,6 +57,17 @@ struct Cli {
     /// plugins may be granted). Default: DATA_DIR/medic.toml, if it exists.
     #[arg(long, global = true, env = "MEDIC_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
+    /// CPU time one plugin call may use (its own execution, not its waits on the
+    /// network), e.g. 60s or 5m; a call past it fails with a CPU time limit error.
+    #[arg(
+        long,
+        global = true,
+        env = "MEDIC_PLUGIN_CPU_BUDGET",
+        value_name = "DURATION",
+        default_value = "60s",
+        value_parser = humantime::parse_duration
+    )]
+    plugin_cpu_budget: Duration,
     /// Talk to a running `medic serve` at URL (e.g. http://127.0.0.1:7777) over its
     /// REST API instead of using the local database.
     #[arg(long, global = true, env = "MEDIC_SERVER", value_name = "URL")]
@@ -260,6 +271,7 @@ struct Env {
     plugin_dirs: Vec<PathBuf>,
     /// The operator configuration file, if there is one.
     config: Option<PathBuf>,
+    plugin_cpu_budget: Duration,
 }
 
 impl Env {
@@ -285,6 +297,7 @@ impl Env {
             data_dir,
             plugin_dirs,
             config,
+            plugin_cpu_budget: cli.plugin_cpu_budget,
         })
     }
 
@@ -304,6 +317,7 @@ impl Env {
             default_timeout: Duration::from_secs(300),
             operator: Arc::new(operator),
             artifacts_dir: Some(self.data_dir.join("artifacts")),
+            cpu_budget: self.plugin_cpu_budget,
         })?)
     }
 

@@ -115,6 +115,21 @@ pub(super) fn line(medic: &str, run: &str, e: &Entry) -> String {
             )
         }
         Entry::CancelRequested { by } => format!("  cancel requested by {by}"),
+        Entry::StepProgress {
+            step,
+            attempt,
+            undo: u,
+            done,
+            total,
+            message,
+        } => {
+            let of = if *total > 0 {
+                format!("{done}/{total}")
+            } else {
+                done.to_string()
+            };
+            format!("  . {step}: {}attempt {attempt}: {of} {message}", undo(*u))
+        }
         Entry::RunStatus { status, reason } => match reason {
             Some(r) => format!("run {}: {r}", status.as_str()),
             None => format!("run {}", status.as_str()),

@@ -5,6 +5,7 @@
 
 mod node;
 mod plans;
+mod progress;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -679,6 +680,7 @@ impl<I: Invoker> Driver<I> {
             },
             grants: a.grants,
             timeout: def.timeout,
+            progress: None,
         }
     }
 
@@ -689,13 +691,29 @@ impl<I: Invoker> Driver<I> {
         match effect {
             Effect::Invoke(a) => {
                 let (step, attempt, undo) = (a.step, a.attempt, a.undo);
-                let call = self.call(a);
+                let mut call = self.call(a);
+                let (sink, reports) = plugin::ProgressSink::new();
+                call.progress = Some(sink);
                 let span = info_span!("attempt", step_id = %call.ctx.step_id, attempt, undo);
                 self.tasks.spawn(
                     async move {
                         let (plugin, action) = (call.plugin.clone(), call.action.clone());
                         let began = std::time::Instant::now();
-                        let result = invoker.invoke(call).await;
+                        // Reports become events of this run; a send fails only when
+                        // its driver is gone, which must not fail the call.
+                        let progress_tx = tx.clone();
+                        let emit = move |r: plugin::ProgressReport| {
+                            let _ = progress_tx.send(Event::Progress {
+                                step,
+                                attempt,
+                                undo,
+                                done: r.done,
+                                total: r.total,
+                                message: r.message,
+                            });
+                        };
+                        let result =
+                            progress::forwarding(invoker.invoke(call), reports, emit).await;
                         exec.inner.metrics.plugin_call(
                             &plugin,
                             &action,

@@ -1,5 +1,6 @@
 //! The host side of `sdk/wit/plugin.wit`: generated bindings, conversions from the
-//! WIT records to the module's public types, and the `host` import (`log`).
+//! WIT records to the module's public types, and the `host` import (log, progress,
+//! secrets, artifacts).
 
 use serde_json::Value;
 
@@ -62,6 +63,11 @@ impl host::Host for CallState {
             total,
             "progress: {message}"
         );
+        // Latest report only, never waiting: the executor reads it a few times a
+        // second and records it as the step's progress event.
+        if let Some(sink) = &self.progress {
+            sink.report(done, total, message);
+        }
     }
 
     fn secret(&mut self, name: String) -> Result<String, String> {

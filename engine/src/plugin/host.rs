@@ -62,6 +62,9 @@ impl Host {
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
+        // `wasi:http/outgoing-handler` and its types only: every request goes through
+        // `http::Hooks::send_request`, which admits granted origins only.
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(engine_error)?;
         bindings::host::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
             &mut linker,
             |state: &mut CallState| state,
@@ -231,6 +234,13 @@ impl Host {
             });
         }
         let connect = resolve(&call.grants.connect).await?;
+        let http = super::http::resolve_origins(&call.grants.http)
+            .await
+            .map_err(|message| Error::Failed {
+                message,
+                // A name that does not resolve now may resolve once DNS recovers.
+                retryable: true,
+            })?;
         let caller = Caller {
             plugin: call.plugin.clone(),
             run_id: call.ctx.run_id.clone(),
@@ -239,7 +249,9 @@ impl Host {
         };
         let access = Access {
             connect,
+            http,
             grants: call.grants.clone(),
+            progress: call.progress.clone(),
         };
         Ok((loaded, caller, access))
     }
@@ -261,13 +273,25 @@ impl Host {
             Box<dyn std::future::Future<Output = wasmtime::Result<R>> + Send + 'a>,
         >,
     {
-        let state = CallState::new(caller, access, &self.config, MEMORY_LIMIT);
+        let state = CallState::new(caller, access, &self.config, MEMORY_LIMIT, timeout);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         // Yield to tokio on every tick: the guest keeps running, but the timeout
-        // below gets to fire and drop the call.
+        // below gets to fire and drop the call. The callback runs only while the
+        // guest executes (never while it waits in a host call), so counting its
+        // ticks measures the guest's CPU time, at tick resolution.
+        let cpu_budget = self.config.cpu_budget;
+        let budget_ticks = cpu_ticks(cpu_budget);
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
+        store.epoch_deadline_callback(move |mut ctx| {
+            let state = ctx.data_mut();
+            state.cpu_ticks += 1;
+            if state.cpu_ticks > budget_ticks {
+                state.cpu_exceeded = true;
+                return Err(wasmtime::Error::msg("the call used up its CPU budget"));
+            }
+            Ok(UpdateDeadline::Yield(1))
+        });
 
         let call = async {
             let plugin = pre.instantiate_async(&mut store).await?;
@@ -276,6 +300,17 @@ impl Host {
         match tokio::time::timeout(timeout, call).await {
             Err(_elapsed) => Err(Error::Timeout { after: timeout }),
             Ok(Ok(value)) => Ok(value),
+            Ok(Err(_)) if store.data().cpu_exceeded => Err(Error::Limit {
+                what: "CPU time".to_string(),
+                message: format!(
+                    "it ran for more than its CPU budget of {} (measured in {} ms ticks of \
+                     guest execution; waiting on the network does not count): make the \
+                     action do less per call, or raise the budget (medic \
+                     --plugin-cpu-budget)",
+                    humantime::format_duration(cpu_budget),
+                    EPOCH_TICK.as_millis()
+                ),
+            }),
             Ok(Err(trap)) => Err(match store.data().limiter.refused {
                 Some(wanted) => Error::Limit {
                     what: "memory".to_string(),
@@ -426,6 +461,11 @@ fn check_output_size(len: usize) -> Result<(), Error> {
         });
     }
     Ok(())
+}
+
+/// Whole epoch ticks in `budget`, at least one.
+fn cpu_ticks(budget: Duration) -> u64 {
+    (budget.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
 }
 
 /// Resolves the granted `host:port` endpoints now, on the host: the guest has no

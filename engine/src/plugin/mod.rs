@@ -3,7 +3,9 @@
 //! of `sdk/wit/plugin.wit`. No wasmtime type crosses its API.
 //!
 //! Files: `host` (engine, compile cache, one call in a fresh store), `wasi` (what a
-//! call's store may reach), `bindings` (the WIT bindings and their conversions),
+//! call's store may reach), `http` (outgoing `wasi:http`: granted origins only, on
+//! addresses checked by the host, with the operator's credentials), `bindings` (the
+//! WIT bindings and their conversions),
 //! `catalog` (plan checks against installed plugins), `install` (listing the plugin
 //! dirs and installing a component into the first one).
 
@@ -20,6 +22,7 @@ mod bindings;
 mod catalog;
 mod config;
 mod host;
+mod http;
 mod install;
 mod wasi;
 
@@ -48,17 +51,22 @@ pub struct HostConfig {
     pub operator: Arc<OperatorConfig>,
     /// Where runs' artifacts are kept (`DIR/RUN_ID/NAME`); `None` refuses them.
     pub artifacts_dir: Option<PathBuf>,
+    /// CPU time one call may use (time the guest itself runs, not time it waits on
+    /// the network or the host); past it the call stops with a `Limit` error.
+    pub cpu_budget: Duration,
 }
 
 impl HostConfig {
-    /// Plugins from `plugin_dirs`, a 5-minute default timeout, and nothing else
-    /// configured: no secrets, SQL connections, credentials or artifacts.
+    /// Plugins from `plugin_dirs`, a 5-minute default timeout, a 60-second CPU
+    /// budget per call, and nothing else configured: no secrets, SQL connections,
+    /// credentials or artifacts.
     pub fn new(plugin_dirs: Vec<PathBuf>) -> HostConfig {
         HostConfig {
             plugin_dirs,
             default_timeout: Duration::from_secs(300),
             operator: Arc::default(),
             artifacts_dir: None,
+            cpu_budget: Duration::from_secs(60),
         }
     }
 }
@@ -114,6 +122,53 @@ pub struct Call {
     pub grants: Grants,
     /// Wall-clock limit of this call; `None` uses the host's default.
     pub timeout: Option<Duration>,
+    /// Where the plugin's progress reports go; `None` only traces them.
+    pub progress: Option<ProgressSink>,
+}
+
+/// How far a running call has come, as its plugin last reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgressReport {
+    pub done: u64,
+    /// 0 when the plugin does not know.
+    pub total: u64,
+    pub message: String,
+}
+
+/// Where a call's progress reports go. It keeps only the latest report, so a
+/// plugin reporting in a tight loop never waits and never fills a queue; the reader
+/// decides how often to look (the executor: a few times a second, and once more
+/// when the call ends).
+#[derive(Debug, Clone)]
+pub struct ProgressSink(Arc<tokio::sync::watch::Sender<Option<ProgressReport>>>);
+
+/// Longest progress message kept; a longer one is cut (at a character boundary).
+pub const PROGRESS_MESSAGE_LIMIT: usize = 1000;
+
+impl ProgressSink {
+    pub fn new() -> (
+        ProgressSink,
+        tokio::sync::watch::Receiver<Option<ProgressReport>>,
+    ) {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        (ProgressSink(Arc::new(tx)), rx)
+    }
+
+    /// Replaces the latest report; works whether or not anyone still reads.
+    pub fn report(&self, done: u64, total: u64, mut message: String) {
+        if message.len() > PROGRESS_MESSAGE_LIMIT {
+            let mut end = PROGRESS_MESSAGE_LIMIT;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+        }
+        self.0.send_replace(Some(ProgressReport {
+            done,
+            total,
+            message,
+        }));
+    }
 }
 
 /// What `observe` found out about an action's effect.
@@ -148,7 +203,8 @@ pub enum Error {
     Timeout { after: Duration },
     #[error("plugin returned invalid output: {message}")]
     InvalidOutput { message: String },
-    /// The call broke a host limit (memory, output size); retrying would break it again.
+    /// The call broke a host limit (memory, CPU time, output size); retrying would
+    /// break it again.
     #[error("plugin broke its {what} limit: {message}")]
     Limit { what: String, message: String },
     /// A component offered for installation is not one medic can install.

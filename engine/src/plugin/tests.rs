@@ -62,6 +62,7 @@ fn call_attempt(action: &str, params: Value, connect: &[String], attempt: u32) -
             ..Default::default()
         },
         timeout: None,
+        progress: None,
     }
 }
 
@@ -740,3 +741,5 @@ async fn a_kept_plan_is_checked_again_once_its_plugin_is_replaced() {
         &invoker.manifest.lock().unwrap()
     ));
 }
+
+mod http;

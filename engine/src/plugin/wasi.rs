@@ -1,18 +1,22 @@
 //! Per-call store state: the WASI p2 context a call is granted (TCP to its granted
 //! endpoints only; no filesystem, environment, arguments, stdio, UDP or name lookup),
-//! the resource table, and the memory limiter.
+//! its `wasi:http` hooks (granted origins only, see `http`), the resource table, the
+//! memory limiter, the CPU it used and where its progress reports go.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use super::{HostConfig, OperatorConfig};
+use super::http::{GrantedOrigin, Hooks};
+use super::{HostConfig, OperatorConfig, ProgressSink};
 use crate::plan::Grants;
 
 /// Who is calling, for the fields of the guest's log events.
@@ -24,12 +28,16 @@ pub(super) struct Caller {
     pub attempt: u32,
 }
 
-/// What one call may reach: the addresses its TCP grants resolved to, and the plan's
-/// grants (rendered) for the host's own interfaces.
+/// What one call may reach: the addresses its TCP grants resolved to, its HTTP
+/// origins with the addresses they resolved to, and the plan's grants (rendered) for
+/// the host's own interfaces.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Access {
     pub connect: HashSet<SocketAddr>,
+    pub http: Vec<GrantedOrigin>,
     pub grants: Grants,
+    /// Where the call's progress reports go, if anywhere.
+    pub progress: Option<ProgressSink>,
 }
 
 /// The `T` of one call's `Store<T>`; dropped with the store when the call ends.
@@ -44,7 +52,14 @@ pub(super) struct CallState {
     /// Artifacts this call has appended to: its first append starts one afresh.
     pub artifacts_started: HashSet<String>,
     table: ResourceTable,
+    http_ctx: WasiHttpCtx,
+    http: Hooks,
     pub limiter: MemoryLimiter,
+    /// Epoch ticks (`EPOCH_TICK` each) in which the guest was running.
+    pub cpu_ticks: u64,
+    /// Set when the call used up its CPU budget, to tell that trap from others.
+    pub cpu_exceeded: bool,
+    pub progress: Option<ProgressSink>,
     pub caller: Caller,
     /// The guest's stderr, kept so a trap can quote the panic message before it.
     pub stderr: MemoryOutputPipe,
@@ -54,12 +69,14 @@ pub(super) struct CallState {
 const STDERR_CAPACITY: usize = 8 << 10;
 
 impl CallState {
-    /// `connect` holds the socket addresses the granted endpoints resolved to.
+    /// `connect` holds the socket addresses the granted endpoints resolved to;
+    /// `timeout` is the call's wall-clock limit, which bounds its HTTP waits.
     pub fn new(
         caller: Caller,
         access: Access,
         config: &HostConfig,
         memory_limit: usize,
+        timeout: Duration,
     ) -> CallState {
         let connect = Arc::new(access.connect);
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
@@ -81,6 +98,12 @@ impl CallState {
                 Box::pin(async move { allowed })
             })
             .build();
+        let http = Hooks {
+            caller: caller.clone(),
+            origins: Arc::new(access.http),
+            operator: config.operator.clone(),
+            deadline: tokio::time::Instant::now() + timeout,
+        };
         CallState {
             wasi,
             grants: access.grants,
@@ -88,7 +111,12 @@ impl CallState {
             artifacts_dir: config.artifacts_dir.clone(),
             artifacts_started: HashSet::new(),
             table: ResourceTable::new(),
+            http_ctx: WasiHttpCtx::new(),
+            http,
             limiter: MemoryLimiter::new(memory_limit),
+            cpu_ticks: 0,
+            cpu_exceeded: false,
+            progress: access.progress,
             caller,
             stderr,
         }
@@ -100,6 +128,16 @@ impl WasiView for CallState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for CallState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http_ctx,
+            table: &mut self.table,
+            hooks: &mut self.http,
         }
     }
 }

@@ -79,6 +79,16 @@ pub enum Event {
         resolution: Resolution,
         by: String,
     },
+    /// The plugin of an attempt in flight reported how far it has come. Recorded
+    /// only while that attempt is the step's current one; changes no state.
+    Progress {
+        step: usize,
+        attempt: u32,
+        undo: bool,
+        done: u64,
+        total: u64,
+        message: String,
+    },
 }
 
 /// One call of a step's action (or its undo), rendered and ready to hand to a plugin.
@@ -176,6 +186,16 @@ pub enum Entry {
     CancelRequested {
         by: String,
     },
+    /// How far an attempt in flight has come (`total` 0: unknown), as its plugin
+    /// reported it; at most a few per second per attempt, the last one always.
+    StepProgress {
+        step: String,
+        attempt: u32,
+        undo: bool,
+        done: u64,
+        total: u64,
+        message: String,
+    },
 }
 
 impl Entry {
@@ -193,6 +213,7 @@ impl Entry {
             Entry::StepResolved { .. } => "step_resolved",
             Entry::Observed { .. } => "observed",
             Entry::CancelRequested { .. } => "cancel_requested",
+            Entry::StepProgress { .. } => "step_progress",
         }
     }
 
@@ -209,7 +230,8 @@ impl Entry {
             | Entry::ApprovalDecided { step, .. }
             | Entry::StepHeld { step, .. }
             | Entry::StepResolved { step, .. }
-            | Entry::Observed { step, .. } => Some(step),
+            | Entry::Observed { step, .. }
+            | Entry::StepProgress { step, .. } => Some(step),
         }
     }
 }

@@ -210,6 +210,25 @@ impl<'a> Machine<'a> {
                 resolution,
                 by,
             } => self.resolve(step, resolution, by),
+            Event::Progress {
+                step,
+                attempt,
+                undo,
+                done,
+                total,
+                message,
+            } => {
+                if self.is_current(step, attempt, undo) {
+                    self.out.log.push(Entry::StepProgress {
+                        step: self.id(step),
+                        attempt,
+                        undo,
+                        done,
+                        total,
+                        message,
+                    });
+                }
+            }
         }
     }
 

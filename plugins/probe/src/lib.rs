@@ -4,6 +4,7 @@
 //! engine can be tested end to end without a vendor system.
 
 mod counter;
+mod http;
 mod net;
 
 use std::time::Duration;
@@ -111,6 +112,8 @@ impl Plugin for Probe {
                 }))
                 .output(object_with(&[("status", json!({"type": "integer"}))])),
         )
+        .action(http::request_action())
+        .action(http::progress_action())
         .action(
             Action::new("counter-add", Effect::Mutating)
                 .description("Adds `amount` to `counter` on a counter target (not idempotent)")
@@ -136,6 +139,8 @@ impl Plugin for Probe {
             "crash" => crash(action, params),
             "tcp-check" => tcp_check(action, params),
             "http-check" => http_check(action, params),
+            "http-request" => http::request(action, params),
+            "progress" => http::progress(action, params),
             "counter-add" => counter::add(ctx, action, params, 1),
             "counter-sub" => counter::add(ctx, action, params, -1),
             other => Err(Failure::unknown_action(other)),
@@ -147,9 +152,8 @@ impl Plugin for Probe {
             "counter-add" | "counter-sub" => counter::observe(ctx, action, params),
             // Read-only actions leave no effect to find: running them again is both
             // safe and the only way to get their output.
-            "noop" | "sleep" | "spin" | "alloc" | "crash" | "tcp-check" | "http-check" => {
-                Ok(Observation::NotDone)
-            }
+            "noop" | "sleep" | "spin" | "alloc" | "crash" | "tcp-check" | "http-check"
+            | "http-request" | "progress" => Ok(Observation::NotDone),
             other => Err(Failure::unknown_action(other)),
         }
     }

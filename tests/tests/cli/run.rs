@@ -176,3 +176,31 @@ steps:
     );
     assert_eq!(effects(&target), [("kept".into(), 1)], "{}", ctx());
 }
+
+#[test]
+fn a_step_past_the_plugin_cpu_budget_fails_with_the_budget_named() {
+    let medic = Medic::new();
+    let plan = medic.write(
+        "spin.yaml",
+        "apiVersion: medic/v1\nkind: RecoveryPlan\nmetadata: { name: spin }\n\
+         plugins: { probe: { use: probe@0.1 } }\n\
+         steps: [{ id: busy, uses: probe/spin, with: { ms: 20000 } }]\n",
+    );
+    let started = std::time::Instant::now();
+    let out = medic.run([
+        "--plugin-cpu-budget",
+        "250ms",
+        "run",
+        plan.to_str().unwrap(),
+    ]);
+    out.expect_code(exit::FAILED, || out.to_string());
+    assert!(
+        out.stdout.contains("CPU time") && out.stdout.contains("250ms"),
+        "the step's error names the limit and the budget\n{out}"
+    );
+    // Stopped by the budget, long before the spin's 20 s.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{out}"
+    );
+}

@@ -1,5 +1,6 @@
-//! `Host`: the wasmtime engine, the per-process cache of compiled plugins, and one
-//! call of a plugin export in a fresh, capability-limited store.
+//! `Host`: the wasmtime engine and its instance pool, the per-process cache of
+//! compiled plugins (backed by the on-disk `cache`), and one call of a plugin export
+//! in a fresh, capability-limited store.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -13,11 +14,15 @@ use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 use tracing::instrument;
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, Store, UpdateDeadline};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
+};
 
 use super::bindings::{self, PluginPre};
+use super::cache::{Cache, Source};
+use super::capability::{self, Capability};
 use super::wasi::{CallState, Caller};
-use super::{Call, CheckedPlans, Error, HostConfig, Invoker, Manifest, Observation};
+use super::{Allocator, Call, CheckedPlans, Error, HostConfig, Invoker, Manifest, Observation};
 
 /// Linear memory one call may use.
 pub const MEMORY_LIMIT: usize = 64 << 20;
@@ -26,6 +31,12 @@ pub const OUTPUT_LIMIT: usize = 1 << 20;
 /// How often the epoch advances, i.e. how long a busy guest runs before it yields
 /// to tokio (and a timed-out call can be dropped).
 const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// Calls in flight at once (each holds one instance). The pooling allocator reserves
+/// this many slots up front; a call beyond it waits for a slot instead of failing.
+pub const POOL_INSTANCES: u32 = 1000;
+/// Core wasm instances, memories and tables one plugin component may have (a Rust
+/// wasm32-wasip2 build has a few core instances and one memory).
+const PER_COMPONENT: u32 = 8;
 
 /// The wasmtime component host.
 pub struct Host {
@@ -42,12 +53,22 @@ pub struct Host {
     ticker: Arc<AtomicBool>,
     /// Plans that passed `check_plan` against the plugins loaded here.
     checked: CheckedPlans,
+    /// Compiled components kept between processes, if configured.
+    cache: Option<Cache>,
+    /// One permit per instance the allocator can hold at once.
+    slots: tokio::sync::Semaphore,
+    /// The allocator actually in use (pooling may have fallen back).
+    allocator: Allocator,
 }
 
 /// A compiled plugin, ready to instantiate.
 pub(super) struct Loaded {
     pre: PluginPre<CallState>,
     pub(super) manifest: Arc<Manifest>,
+    /// What it asks for, from its imports.
+    pub(super) capabilities: Vec<Capability>,
+    /// Compiled now or loaded from the on-disk cache.
+    pub(super) source: Source,
 }
 
 impl Host {
@@ -58,7 +79,26 @@ impl Host {
         };
         let mut wasm = Config::new();
         wasm.epoch_interruption(true);
-        let engine = Engine::new(&wasm).map_err(engine_error)?;
+        let mut allocator = config.allocator;
+        let engine = match allocator {
+            Allocator::OnDemand => Engine::new(&wasm).map_err(engine_error)?,
+            Allocator::Pooling => {
+                let mut pooled = wasm.clone();
+                pooled.allocation_strategy(InstanceAllocationStrategy::Pooling(pool()));
+                match Engine::new(&pooled) {
+                    Ok(engine) => engine,
+                    Err(e) => {
+                        // A small vm.max_map_count or address-space ulimit refuses the
+                        // reservation; calls still work, only slower.
+                        tracing::warn!(error = %format!("{e:#}"),
+                            "the plugin instance pool could not be reserved; allocating instances on demand");
+                        allocator = Allocator::OnDemand;
+                        Engine::new(&wasm).map_err(engine_error)?
+                    }
+                }
+            }
+        };
+        let cache = config.cache_dir.clone().map(|dir| Cache::new(dir, &engine));
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
@@ -96,7 +136,15 @@ impl Host {
             installing: tokio::sync::Mutex::new(()),
             ticker,
             checked: CheckedPlans::default(),
+            cache,
+            slots: tokio::sync::Semaphore::new(POOL_INSTANCES as usize),
+            allocator,
         })
+    }
+
+    /// The allocator in use: `Pooling` unless asked otherwise or the OS refused it.
+    pub fn allocator(&self) -> Allocator {
+        self.allocator
     }
 
     /// The plugin `name`, compiled and its manifest read on first use.
@@ -132,7 +180,8 @@ impl Host {
                 ),
             });
         }
-        tracing::info!(plugin = name, version = %loaded.manifest.version, path = %shown, "loaded plugin");
+        tracing::info!(plugin = name, version = %loaded.manifest.version, path = %shown,
+            source = loaded.source.as_str(), "loaded plugin");
         Ok(Arc::new(loaded))
     }
 
@@ -149,18 +198,29 @@ impl Host {
             message,
         };
         let engine = self.engine.clone();
-        let (sha256, component) = tokio::task::spawn_blocking(move || {
+        let cache = self.cache.clone();
+        let (sha256, component, source) = tokio::task::spawn_blocking(move || {
             let sha256 = hex(&Sha256::digest(&bytes));
-            let component = Component::new(&engine, &bytes).map_err(|e| {
+            let compiled = match &cache {
+                Some(cache) => cache.load(&engine, &bytes, &sha256),
+                None => Component::new(&engine, &bytes).map(|c| (c, Source::Compiled)),
+            };
+            let (component, source) = compiled.map_err(|e| {
                 format!(
                     "compiling the component (is it a wasm32-wasip2 build of a medic plugin?): {e:#}"
                 )
             })?;
-            Ok::<_, String>((sha256, component))
+            Ok::<_, String>((sha256, component, source))
         })
         .await
         .map_err(|e| load_error(format!("compiling the component: {e}")))?
         .map_err(load_error)?;
+        let capabilities = capability::from_imports(
+            component
+                .component_type()
+                .imports(&self.engine)
+                .map(|(name, _)| name),
+        );
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -190,6 +250,8 @@ impl Host {
         Ok(Loaded {
             pre,
             manifest: Arc::new(manifest),
+            capabilities,
+            source,
         })
     }
 
@@ -255,6 +317,10 @@ impl Host {
             Box<dyn std::future::Future<Output = wasmtime::Result<R>> + Send + 'a>,
         >,
     {
+        // Waits (rather than fails) when every pool slot is taken.
+        let _slot = self.slots.acquire().await.map_err(|_| Error::Trap {
+            message: "the plugin host is shutting down".to_string(),
+        })?;
         let mut store = Store::new(&self.engine, CallState::new(caller, connect, MEMORY_LIMIT));
         store.limiter(|state| &mut state.limiter);
         // Yield to tokio on every tick: the guest keeps running, but the timeout
@@ -438,6 +504,27 @@ async fn resolve(endpoints: &[String]) -> Result<HashSet<SocketAddr>, Error> {
         addrs.extend(resolved);
     }
     Ok(addrs)
+}
+
+/// The instance pool, sized for medic's limits: [`POOL_INSTANCES`] calls at once,
+/// each with at most [`MEMORY_LIMIT`] of linear memory. Virtual address space is
+/// reserved up front; memory is committed only as instances touch it.
+fn pool() -> PoolingAllocationConfig {
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(POOL_INSTANCES)
+        .total_core_instances(POOL_INSTANCES * PER_COMPONENT)
+        .max_core_instances_per_component(PER_COMPONENT)
+        .total_memories(POOL_INSTANCES * 2)
+        .max_memories_per_component(PER_COMPONENT)
+        .total_tables(POOL_INSTANCES * PER_COMPONENT)
+        .max_tables_per_component(PER_COMPONENT)
+        .total_stacks(POOL_INSTANCES)
+        .max_memory_size(MEMORY_LIMIT)
+        // Reused slots keep their first pages mapped instead of being zeroed by the
+        // kernel on every call.
+        .linear_memory_keep_resident(1 << 20)
+        .table_keep_resident(64 << 10);
+    pool
 }
 
 pub(super) fn hex(bytes: &[u8]) -> String {

@@ -2,10 +2,13 @@
 //! compiles and instantiates them, grants capabilities and implements the host side
 //! of `sdk/wit/plugin.wit`. No wasmtime type crosses its API.
 //!
-//! Files: `host` (engine, compile cache, one call in a fresh store), `wasi` (what a
-//! call's store may reach), `bindings` (the WIT bindings and their conversions),
-//! `catalog` (plan checks against installed plugins), `install` (listing the plugin
-//! dirs and installing a component into the first one).
+//! Files: `host` (engine, instance pool, per-process compile cache, one call in a
+//! fresh store), `cache` (compiled components kept on disk between processes),
+//! `wasi` (what a call's store may reach), `bindings` (the WIT bindings and their
+//! conversions), `catalog` (plan checks against installed plugins), `install`
+//! (listing the plugin dirs, inspecting one, installing a component into the first
+//! one), `trust` (publisher signatures and the operator's trusted keys),
+//! `capability` (what a component asks for, from its imports).
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -17,14 +20,20 @@ use serde_json::Value;
 use crate::plan::EffectClass;
 
 mod bindings;
+mod cache;
+mod capability;
 mod catalog;
 mod host;
 mod install;
+mod trust;
 mod wasi;
 
+pub use cache::Source;
+pub use capability::Capability;
 pub use catalog::{CheckedPlans, check_plan};
-pub use host::{Host, MEMORY_LIMIT, OUTPUT_LIMIT};
-pub use install::{Install, InstallOutcome, Installed};
+pub use host::{Host, MEMORY_LIMIT, OUTPUT_LIMIT, POOL_INSTANCES};
+pub use install::{Inspected, Install, InstallOptions, InstallOutcome, Installed};
+pub use trust::{Signer, TrustedKeys, keygen, sign};
 
 /// Whether `name` can be a plugin's name: it is the stem of its file (`NAME.wasm`),
 /// so ASCII letters, digits, `-` and `_` only; never a path like `../x`.
@@ -42,6 +51,40 @@ pub struct HostConfig {
     pub plugin_dirs: Vec<PathBuf>,
     /// Wall-clock limit of one call when the step sets no timeout.
     pub default_timeout: Duration,
+    /// Where compiled components are kept between processes (`DATA/plugin-cache`);
+    /// `None` compiles each plugin once per process.
+    pub cache_dir: Option<PathBuf>,
+    /// The operator's trusted publisher keys: a dir of minisign `*.pub` files
+    /// (`DATA/trusted-keys`). `None` trusts no key: only unsigned installs, when
+    /// allowed, succeed.
+    pub trusted_keys: Option<PathBuf>,
+    /// How call instances get their memory.
+    pub allocator: Allocator,
+}
+
+impl HostConfig {
+    /// Plugin dirs and default timeout; no compile cache, no trusted keys, pooled
+    /// instances.
+    pub fn new(plugin_dirs: Vec<PathBuf>, default_timeout: Duration) -> HostConfig {
+        HostConfig {
+            plugin_dirs,
+            default_timeout,
+            cache_dir: None,
+            trusted_keys: None,
+            allocator: Allocator::Pooling,
+        }
+    }
+}
+
+/// Instance allocation of the plugin runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allocator {
+    /// A pool reserved up front for [`POOL_INSTANCES`] concurrent calls: an instance
+    /// takes a ready slot instead of mapping fresh memory (falls back to on-demand,
+    /// with a warning, if the OS refuses the reservation).
+    Pooling,
+    /// Memory mapped per instance and unmapped when it is dropped.
+    OnDemand,
 }
 
 /// A plugin's self-description, read from its `manifest()` export.
@@ -147,6 +190,10 @@ pub enum Error {
         /// `downgrade` or `replace`.
         what: &'static str,
     },
+    /// The install's signature policy refused it (unsigned, bad or untrusted
+    /// signature); the message names the file, the key and what to do.
+    #[error("{message}")]
+    Untrusted { message: String },
     #[error("writing the plugin to {path}: {source}")]
     Write {
         path: String,

@@ -5,6 +5,7 @@
 //! plugin` after `make plugins`). `MEDIC_BENCH_CALLS` sets the calls per round.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use medic::plugin::{Allocator, Call, CallContext, Host, HostConfig, Invoker, Source};
@@ -12,6 +13,8 @@ use serde_json::json;
 
 const ROUNDS: usize = 3;
 const LOADS: usize = 5;
+/// Concurrent callers in the parallel phase (on the runtime's worker threads).
+const PARALLEL: usize = 16;
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -84,8 +87,9 @@ async fn bench() {
     );
 
     let mut summary = Vec::new();
+    let mut parallel = Vec::new();
     for allocator in [Allocator::Pooling, Allocator::OnDemand] {
-        let h = host(&dist, None, allocator);
+        let h = Arc::new(host(&dist, None, allocator));
         assert_eq!(h.allocator(), allocator, "the pool was refused by the OS");
         h.inspect("probe").await.expect("probe loads");
         // Warm-up: the pool's slots and the allocator's caches.
@@ -103,6 +107,42 @@ async fn bench() {
         }
         medians.sort();
         summary.push((allocator, medians[ROUNDS / 2]));
+
+        let mut rates = Vec::new();
+        for round in 1..=ROUNDS {
+            let cpu = cpu_time();
+            let start = Instant::now();
+            let tasks: Vec<_> = (0..PARALLEL)
+                .map(|_| {
+                    let h = h.clone();
+                    tokio::spawn(async move { call_times(&h, calls / PARALLEL).await })
+                })
+                .collect();
+            let mut all = Vec::new();
+            for t in tasks {
+                all.extend(t.await.expect("caller task"));
+            }
+            let wall = start.elapsed();
+            let cpu = cpu_time() - cpu;
+            let rate = all.len() as f64 / wall.as_secs_f64();
+            println!(
+                "parallel ({allocator:?}): round {round}: {PARALLEL} callers, {} calls: {rate:.0} calls/s, \
+                 latency median {}, p99 {}, CPU {} per call",
+                all.len(),
+                us(median(&all)),
+                us(pct(&all, 99.0)),
+                us(cpu / all.len() as u32)
+            );
+            rates.push(rate);
+        }
+        rates.sort_by(f64::total_cmp);
+        parallel.push((allocator, rates[ROUNDS / 2]));
+    }
+    if let [(_, pool), (_, on_demand)] = parallel[..] {
+        println!(
+            "summary: {PARALLEL} parallel callers: pooling {pool:.0} calls/s, on-demand {on_demand:.0} calls/s = {:.2}x",
+            pool / on_demand
+        );
     }
     for (allocator, (med, p99)) in &summary {
         println!(
@@ -166,4 +206,17 @@ fn us(d: Duration) -> String {
 
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+/// CPU time (user + system) of this process so far, from /proc/self/stat.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime is the 12th.
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let total = ticks(11) + ticks(12);
+    // USER_HZ is 100 on Linux.
+    Duration::from_millis(total * 10)
 }

@@ -933,3 +933,28 @@ async fn an_install_needs_a_trusted_signature_or_an_explicit_allow_unsigned() {
         Signer::Unsigned
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn more_calls_in_flight_than_pool_slots_wait_for_a_slot_instead_of_failing() {
+    let n = POOL_INSTANCES as usize + 20;
+    let started = Instant::now();
+    let calls: Vec<_> = (0..n)
+        .map(|i| {
+            tokio::spawn(host().invoke(call_attempt(
+                "sleep",
+                json!({"ms": 300}),
+                &[],
+                i as u32 + 1,
+            )))
+        })
+        .collect();
+    let mut failed = Vec::new();
+    for c in calls {
+        if let Err(e) = c.await.unwrap() {
+            failed.push(e.to_string());
+        }
+    }
+    assert!(failed.is_empty(), "{} of {n} failed, e.g. {:?}", failed.len(), failed.first());
+    // The 20 beyond the pool waited for the first sleepers to finish.
+    assert!(started.elapsed() >= Duration::from_millis(600), "{:?}", started.elapsed());
+}

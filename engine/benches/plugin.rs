@@ -38,7 +38,10 @@ async fn load(dist: &Path, cache: Option<PathBuf>, want: Source) -> Duration {
     let start = Instant::now();
     let inspected = h.inspect("probe").await.expect("probe loads");
     let took = start.elapsed();
-    assert_eq!(inspected.source, want, "the load was not what this figure measures");
+    assert_eq!(
+        inspected.source, want,
+        "the load was not what this figure measures"
+    );
     took
 }
 
@@ -214,7 +217,12 @@ fn cpu_time() -> Duration {
     // Fields after the command name (which is in parentheses): utime is the 12th.
     let rest = stat.rsplit(')').next().unwrap_or("");
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
     let total = ticks(11) + ticks(12);
     // USER_HZ is 100 on Linux.

@@ -954,7 +954,16 @@ async fn more_calls_in_flight_than_pool_slots_wait_for_a_slot_instead_of_failing
             failed.push(e.to_string());
         }
     }
-    assert!(failed.is_empty(), "{} of {n} failed, e.g. {:?}", failed.len(), failed.first());
+    assert!(
+        failed.is_empty(),
+        "{} of {n} failed, e.g. {:?}",
+        failed.len(),
+        failed.first()
+    );
     // The 20 beyond the pool waited for the first sleepers to finish.
-    assert!(started.elapsed() >= Duration::from_millis(600), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(600),
+        "{:?}",
+        started.elapsed()
+    );
 }

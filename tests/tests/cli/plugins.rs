@@ -117,7 +117,11 @@ fn plugin_install_accepts_a_trusted_signature_and_refuses_tampered_unknown_and_u
     for needle in ["unsigned.wasm", "unsigned", "--allow-unsigned"] {
         assert!(out.stderr.contains(needle), "`{needle}` missing\n{out}");
     }
-    assert_eq!(installed(&medic), Vec::<String>::new(), "nothing refused is written");
+    assert_eq!(
+        installed(&medic),
+        Vec::<String>::new(),
+        "nothing refused is written"
+    );
 
     // Signed by the trusted key, the signature given explicitly.
     let good = probe_copy(&medic, "good.wasm");
@@ -235,7 +239,10 @@ fn a_cache_hit_gives_the_same_manifest_and_a_corrupt_cache_file_is_compiled_over
 
     let second = inspect_logged(&medic);
     assert!(second.stderr.contains("cache hit"), "{second}");
-    assert_eq!(second.stdout, first.stdout, "the same manifest from the cache");
+    assert_eq!(
+        second.stdout, first.stdout,
+        "the same manifest from the cache"
+    );
 
     std::fs::write(&files[0], b"not a compiled component").unwrap();
     let third = inspect_logged(&medic);

@@ -141,7 +141,11 @@ fn installing_over_a_plugin_upgrades_and_refuses_a_downgrade_unless_forced() {
     let v010 = probe_bytes(&medic);
     assert_eq!(install(&server, "?allow_unsigned=true", &v010).0, 201);
 
-    let (status, up) = install(&server, "?allow_unsigned=true", &probe_as_version(&medic, "0.2.0"));
+    let (status, up) = install(
+        &server,
+        "?allow_unsigned=true",
+        &probe_as_version(&medic, "0.2.0"),
+    );
     assert_eq!(status, 201, "{up}");
     assert_eq!(
         (&up["outcome"], &up["previous"], &up["version"]),
@@ -158,7 +162,11 @@ fn installing_over_a_plugin_upgrades_and_refuses_a_downgrade_unless_forced() {
             .is_some_and(|d| d.contains("downgrade") && d.contains("0.2.0")),
         "{problem}"
     );
-    let (status, same) = install(&server, "?allow_unsigned=true", &probe_as_version(&medic, "0.2.0"));
+    let (status, same) = install(
+        &server,
+        "?allow_unsigned=true",
+        &probe_as_version(&medic, "0.2.0"),
+    );
     assert_eq!(status, 200, "the identical 0.2.0 build again: {same}");
     // Another build under the same version: a version should name one build.
     let mut rebuilt = probe_as_version(&medic, "0.2.0");
@@ -220,10 +228,13 @@ fn an_unsigned_or_badly_signed_upload_is_refused_with_what_to_do() {
     );
     assert_eq!(status, 403, "{problem}");
     assert!(
-        problem["detail"]
-            .as_str()
-            .is_some_and(|d| d.contains("Medic-Signature") && d.contains("not a minisign signature")),
+        problem["detail"].as_str().is_some_and(
+            |d| d.contains("Medic-Signature") && d.contains("not a minisign signature")
+        ),
         "{problem}"
     );
-    assert!(!dir.join("probe.wasm").exists(), "nothing refused is written");
+    assert!(
+        !dir.join("probe.wasm").exists(),
+        "nothing refused is written"
+    );
 }

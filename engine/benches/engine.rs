@@ -178,6 +178,7 @@ async fn plugin_calls(host: &Arc<Host>, n: usize) -> Vec<Duration> {
             },
             connect: vec![],
             timeout: None,
+            build: None,
         };
         let start = Instant::now();
         host.invoke(call).await.expect("noop call");

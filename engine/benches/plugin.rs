@@ -185,6 +185,7 @@ async fn call_times(host: &Host, n: usize) -> Vec<Duration> {
             },
             connect: vec![],
             timeout: None,
+            build: None,
         };
         let start = Instant::now();
         host.invoke(call).await.expect("noop call");

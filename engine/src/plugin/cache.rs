@@ -77,6 +77,24 @@ impl Cache {
         }
     }
 
+    /// The kept copy of the wasm whose sha256 this is: a run pinned to a build that
+    /// has since been replaced in the plugin dirs loads it from here.
+    pub(super) fn wasm_path(&self, sha256: &str) -> PathBuf {
+        self.dir.join(format!("{sha256}.wasm"))
+    }
+
+    /// Keeps a copy of `bytes` (whose sha256 this is) unless one is kept already.
+    pub(super) fn keep_wasm(&self, sha256: &str, bytes: &[u8]) {
+        let path = self.wasm_path(sha256);
+        if path.is_file() {
+            return;
+        }
+        if let Err(e) = write_atomically(&self.dir, &path, bytes) {
+            tracing::warn!(path = %path.display(), error = %e,
+                "could not keep a copy of the plugin build; runs pinned to it cannot continue once it is replaced");
+        }
+    }
+
     /// The file of the component whose wasm has this sha256.
     pub(super) fn path(&self, sha256: &str) -> PathBuf {
         self.dir.join(format!("{sha256}-{}.cwasm", self.compat))

@@ -53,6 +53,9 @@ pub struct Host {
     ticker: Arc<AtomicBool>,
     /// Plans that passed `check_plan` against the plugins loaded here.
     checked: CheckedPlans,
+    /// Every build loaded in this process, by sha256: a run pinned to a build keeps
+    /// calling it after an install replaced the plugin's cell.
+    pub(super) builds: Mutex<HashMap<String, Arc<Loaded>>>,
     /// Compiled components kept between processes, if configured.
     cache: Option<Cache>,
     /// One permit per instance the allocator can hold at once.
@@ -137,6 +140,7 @@ impl Host {
             ticker,
             checked: CheckedPlans::default(),
             cache,
+            builds: Mutex::new(HashMap::new()),
             slots: tokio::sync::Semaphore::new(POOL_INSTANCES as usize),
             allocator,
         })
@@ -170,6 +174,7 @@ impl Host {
                 path: shown.clone(),
                 message: format!("reading the file: {e}"),
             })?;
+        let kept = self.cache.as_ref().map(|_| bytes.clone());
         let loaded = self.compile(bytes, name, &shown).await?;
         if loaded.manifest.name != name {
             return Err(Error::Load {
@@ -182,7 +187,67 @@ impl Host {
         }
         tracing::info!(plugin = name, version = %loaded.manifest.version, path = %shown,
             source = loaded.source.as_str(), "loaded plugin");
-        Ok(Arc::new(loaded))
+        let loaded = Arc::new(loaded);
+        self.remember(&loaded, kept.as_deref());
+        Ok(loaded)
+    }
+
+    /// Records a build this process loaded, so runs pinned to it can go on calling
+    /// it, and keeps a copy of its wasm in the cache dir for later processes.
+    pub(super) fn remember(&self, loaded: &Arc<Loaded>, bytes: Option<&[u8]>) {
+        let sha = loaded.manifest.sha256.clone();
+        if let (Some(cache), Some(bytes)) = (&self.cache, bytes) {
+            cache.keep_wasm(&sha, bytes);
+        }
+        self.builds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(sha, loaded.clone());
+    }
+
+    /// The build `sha256` of plugin `name`: the installed one if it is that build,
+    /// else one loaded earlier in this process, else the copy kept in the cache dir.
+    pub(super) async fn build(&self, name: &str, sha256: &str) -> Result<Arc<Loaded>, Error> {
+        if let Ok(l) = self.loaded(name).await
+            && l.manifest.sha256 == sha256
+        {
+            return Ok(l);
+        }
+        let seen = self
+            .builds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(sha256)
+            .cloned();
+        if let Some(l) = seen.filter(|l| l.manifest.name == name) {
+            return Ok(l);
+        }
+        let gone = || Error::BuildGone {
+            name: name.to_string(),
+            sha256: sha256.to_string(),
+        };
+        let path = self
+            .cache
+            .as_ref()
+            .map(|c| c.wasm_path(sha256))
+            .filter(|p| p.is_file())
+            .ok_or_else(gone)?;
+        let shown = path.display().to_string();
+        let bytes = std::fs::read(&path).map_err(|e| Error::Load {
+            path: shown.clone(),
+            message: format!("reading the kept build: {e}"),
+        })?;
+        if hex(&Sha256::digest(&bytes)) != sha256 {
+            return Err(gone());
+        }
+        let loaded = Arc::new(self.compile(bytes, name, &shown).await?);
+        if loaded.manifest.name != name {
+            return Err(gone());
+        }
+        tracing::info!(plugin = name, version = %loaded.manifest.version, sha256,
+            "loaded a pinned build kept in the cache");
+        self.remember(&loaded, None);
+        Ok(loaded)
     }
 
     /// Compiles a component, links it against what medic grants, and reads its
@@ -282,7 +347,10 @@ impl Host {
         &self,
         call: &Call,
     ) -> Result<(Arc<Loaded>, Caller, HashSet<SocketAddr>), Error> {
-        let loaded = self.loaded(&call.plugin).await?;
+        let loaded = match &call.build {
+            Some(sha256) => self.build(&call.plugin, sha256).await?,
+            None => self.loaded(&call.plugin).await?,
+        };
         check_version(&loaded.manifest, &call.version)?;
         if loaded.manifest.action(&call.action).is_none() {
             return Err(Error::UnknownAction {

@@ -329,6 +329,7 @@ impl Host {
         let dir = dir.clone();
         let file = name.clone();
         let signature = opts.signature.clone();
+        let kept = bytes.clone();
         let path = tokio::task::spawn_blocking(move || {
             // The signature goes first: a crash between the two leaves the old wasm
             // beside a signature that does not verify (shown as such), never a new
@@ -353,7 +354,9 @@ impl Host {
                 .to_string(),
             source,
         })?;
-        let cell = Arc::new(OnceCell::new_with(Some(Arc::new(loaded))));
+        let loaded = Arc::new(loaded);
+        self.remember(&loaded, Some(&kept));
+        let cell = Arc::new(OnceCell::new_with(Some(loaded)));
         self.plugins
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -137,6 +137,9 @@ pub struct Call {
     pub connect: Vec<String>,
     /// Wall-clock limit of this call; `None` uses the host's default.
     pub timeout: Option<Duration>,
+    /// The exact build (sha256 of the component) to call: the one the run started
+    /// with, even if another has been installed since. `None` calls the installed one.
+    pub build: Option<String>,
 }
 
 /// What `observe` found out about an action's effect.
@@ -194,6 +197,13 @@ pub enum Error {
     /// signature); the message names the file, the key and what to do.
     #[error("{message}")]
     Untrusted { message: String },
+    /// The build a run is pinned to is neither installed nor kept any more.
+    #[error(
+        "plugin `{name}` build {sha256} (the one this run started with) is no longer \
+         installed nor kept in the plugin cache; install that exact build again (or \
+         cancel the run and start a new one on the installed build)"
+    )]
+    BuildGone { name: String, sha256: String },
     #[error("writing the plugin to {path}: {source}")]
     Write {
         path: String,

@@ -55,6 +55,7 @@ fn call_attempt(action: &str, params: Value, connect: &[String], attempt: u32) -
         },
         connect: connect.to_vec(),
         timeout: None,
+        build: None,
     }
 }
 
@@ -769,9 +770,11 @@ async fn a_cached_component_gives_the_same_manifest_and_a_corrupt_cache_file_is_
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700, "the cache dir is medic's alone");
+    // The compiled component (and a kept copy of the wasm, for pinned runs).
     let files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
         .collect();
     assert_eq!(files.len(), 1, "{files:?}");
     let file = &files[0];
@@ -965,5 +968,58 @@ async fn more_calls_in_flight_than_pool_slots_wait_for_a_slot_instead_of_failing
         started.elapsed() >= Duration::from_millis(600),
         "{:?}",
         started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_pinned_to_a_build_uses_it_after_another_is_installed_and_in_a_new_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    let cache = dir.path().join("plugin-cache");
+    let host = cached_host(plugins.clone(), cache.clone());
+    let v010 = host
+        .install(
+            std::fs::read(dist_dir().join("probe.wasm")).unwrap(),
+            unsigned(),
+        )
+        .await
+        .unwrap()
+        .manifest
+        .sha256
+        .clone();
+    let pinned = |sha: &str| Call {
+        build: Some(sha.to_string()),
+        ..call("noop", json!({"echo": 1}), &[])
+    };
+    assert_eq!(
+        host.invoke(pinned(&v010)).await.unwrap(),
+        json!({"echo": 1})
+    );
+
+    host.install(probe_as_version("0.2.0"), unsigned())
+        .await
+        .unwrap();
+    // Unpinned, a plan asking for 0.1 no longer finds it; pinned, the run goes on.
+    let unpinned = host.invoke(call("noop", json!({}), &[])).await.unwrap_err();
+    assert!(matches!(unpinned, Error::Version { .. }), "{unpinned}");
+    assert_eq!(
+        host.invoke(pinned(&v010)).await.unwrap(),
+        json!({"echo": 1})
+    );
+
+    // A new process finds the build in the cache dir, not in the plugin dir.
+    let later = cached_host(plugins, cache.clone());
+    assert_eq!(
+        later.invoke(pinned(&v010)).await.unwrap(),
+        json!({"echo": 1})
+    );
+    std::fs::remove_dir_all(&cache).unwrap();
+    let gone = cached_host(dir.path().join("plugins"), cache)
+        .invoke(pinned(&v010))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(gone, Error::BuildGone { .. }) && gone.to_string().contains(&v010),
+        "{gone}"
     );
 }

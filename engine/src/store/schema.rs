@@ -168,6 +168,17 @@ CREATE TABLE schedule_fires (
 ) WITHOUT ROWID;
 ";
 
+/// The exact plugin builds (sha256 of each component) a run started with, so it
+/// keeps calling them after an install of another build (per-run pinning).
+const V6_RUN_PLUGINS: &str = "
+CREATE TABLE run_plugins (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    plugin TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    PRIMARY KEY (run_id, plugin)
+) WITHOUT ROWID;
+";
+
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), rusqlite_migration::Error> {
     Migrations::new(vec![
         M::up(V1),
@@ -175,6 +186,7 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), rusqlite_migration::E
         M::up(V3_AUTH),
         M::up(V4_PLAN_REGISTRY),
         M::up(V5_SCHEDULES),
+        M::up(V6_RUN_PLUGINS),
     ])
     .to_latest(conn)
 }

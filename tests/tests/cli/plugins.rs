@@ -212,10 +212,14 @@ fn plugins_are_installed_listed_and_inspected_over_the_server_with_its_trusted_k
     );
 }
 
-/// The files in DATA/plugin-cache.
+/// The compiled components in DATA/plugin-cache (beside them: kept wasm copies).
 fn cache_files(medic: &Medic) -> Vec<PathBuf> {
     std::fs::read_dir(medic.data_dir().join("plugin-cache"))
-        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .map(|d| {
+            d.map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -254,4 +258,64 @@ fn a_cache_hit_gives_the_same_manifest_and_a_corrupt_cache_file_is_compiled_over
     );
     let fourth = inspect_logged(&medic);
     assert!(fourth.stderr.contains("cache hit"), "{fourth}");
+}
+
+/// probe.wasm with its manifest's version changed to `version` (same length): another
+/// valid build. Every other `0.1.0` in the component is a WIT package version.
+fn probe_as_version(medic: &Medic, version: &str, name: &str) -> PathBuf {
+    let mut bytes = std::fs::read(medic.plugin_dir().join("probe.wasm")).unwrap();
+    let at: Vec<usize> = bytes
+        .windows(5)
+        .enumerate()
+        .filter(|(i, w)| *w == b"0.1.0" && (*i == 0 || bytes[i - 1] != b'@'))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(at.len(), 1, "exactly one manifest version in probe.wasm");
+    bytes[at[0]..at[0] + 5].copy_from_slice(version.as_bytes());
+    let path = medic.dir().join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+#[test]
+fn a_run_resumed_after_an_upgrade_keeps_calling_the_build_it_started_with() {
+    let medic = Medic::new();
+    let target = medic_tests::CounterTarget::start();
+    let dir = medic.data_dir().join("plugins");
+    probe_copy(&medic, "probe.wasm");
+    plugin(&medic, &["install", "probe.wasm", "--allow-unsigned"]).expect_code(0, String::new);
+
+    let args = crate::run_args(&medic_tests::plan("approval.yaml"), &target, &[]);
+    let mut running = medic.spawn_command(medic.command_with_plugin_dirs(&[&dir], args));
+    let run = running.run_id();
+    medic.wait_for_run(
+        &run,
+        std::time::Duration::from_secs(30),
+        "step `approve` waiting for approval",
+        |view| (view.step_status("approve") == Some("approval")).then_some(()),
+        || running.describe(),
+    );
+    running.kill();
+
+    // probe 0.2.0 replaces 0.1.0; the plan asks for probe@0.1.
+    probe_as_version(&medic, "0.2.0", "probe-0.2.0.wasm");
+    plugin(&medic, &["install", "probe-0.2.0.wasm", "--allow-unsigned"])
+        .expect_code(0, String::new);
+    medic
+        .run(["approve", &run, "approve"])
+        .expect_code(0, String::new);
+    let out = medic
+        .spawn_command(medic.command_with_plugin_dirs(&[&dir], ["resume", run.as_str()]))
+        .wait(std::time::Duration::from_secs(60));
+    let ctx = || crate::context(&medic, &run, &target, &out.to_string());
+    out.expect_code(crate::exit::SUCCEEDED, ctx);
+    assert_eq!(target.value("after"), 1, "{}", ctx());
+
+    // A new run starts on the installed build, which the plan does not accept.
+    let args = crate::run_args(&medic_tests::plan("approval.yaml"), &target, &[]);
+    let fresh = medic
+        .spawn_command(medic.command_with_plugin_dirs(&[&dir], args))
+        .wait(std::time::Duration::from_secs(60));
+    fresh.expect_code(crate::exit::INVALID, String::new);
+    assert!(fresh.stderr.contains("0.2.0"), "{fresh}");
 }

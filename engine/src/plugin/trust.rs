@@ -10,7 +10,7 @@
 use std::io::Cursor;
 use std::path::Path;
 
-use minisign::{KeyPair, PublicKey, PublicKeyBox, SecretKeyBox, SignatureBox};
+use minisign::{KeyPair, PublicKey, PublicKeyBox, SecretKey, SecretKeyBox, SignatureBox};
 
 use super::Error;
 
@@ -181,17 +181,21 @@ pub fn keygen() -> Result<(String, String, String), String> {
 /// Signs `wasm` with the secret key file text `secret` (unencrypted: as `keygen` or
 /// `minisign -G -W` writes it); returns the `.minisig` text and the key id.
 pub fn sign(wasm: &[u8], secret: &str, trusted_comment: &str) -> Result<(String, String), String> {
-    let sk = SecretKeyBox::from_string(secret)
-        .and_then(|b| b.into_unencrypted_secret_key())
-        .map_err(|e| {
+    let sk = match SecretKeyBox::from_string(secret).and_then(|b| b.into_unencrypted_secret_key()) {
+        Ok(sk) => sk,
+        Err(e) => unchecked_secret_key(secret).ok_or_else(|| {
             format!(
                 "not an unencrypted minisign secret key ({e}): use the file `medic plugin \
                  keygen` wrote, or one from `minisign -G -W`"
             )
-        })?;
+        })?,
+    };
     let id = key_id(sk.keynum());
+    // Signing with the public key given makes the crate verify the signature it made,
+    // so a damaged key cannot produce a signature that would only fail at install.
+    let pk = PublicKey::from_secret_key(&sk).map_err(|e| format!("reading the key: {e}"))?;
     let sig = minisign::sign(
-        None,
+        Some(&pk),
         &sk,
         Cursor::new(wasm),
         Some(trusted_comment),
@@ -199,6 +203,20 @@ pub fn sign(wasm: &[u8], secret: &str, trusted_comment: &str) -> Result<(String,
     )
     .map_err(|e| format!("signing: {e}"))?;
     Ok((sig.into_string(), id))
+}
+
+/// The secret key of an unencrypted key file without checking its checksum: the C
+/// `minisign -G -W` (0.11) leaves the checksum of an unencrypted key zeroed, which the
+/// crate rejects as corrupted. The signature is verified with the key's public half
+/// right after signing, so a damaged key still cannot sign.
+fn unchecked_secret_key(secret: &str) -> Option<SecretKey> {
+    use base64::Engine as _;
+    let line = secret.lines().nth(1)?.trim();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(line)
+        .ok()?;
+    let sk = SecretKey::from_bytes(&bytes).ok()?;
+    (!sk.is_encrypted()).then_some(sk)
 }
 
 #[cfg(test)]
@@ -258,6 +276,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(garbage.contains("not a minisign signature"), "{garbage}");
+    }
+
+    /// A throwaway key pair made by the C `minisign -G -W` 0.11, test use only.
+    const CLI_SECRET: &str = "untrusted comment: minisign encrypted secret key
+RWQAAEIyAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAmt6lCa53SNpeiy/CYiK7d4o8Wv7c+rj/IGXIs/HdR5BBSrY5eqSRqjRaiU5pnx+yvGK7jyJKXu+sqaxcaPeNow0UXnkfsGLjAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=
+";
+    const CLI_PUBLIC: &str = "untrusted comment: minisign public key DA4877AE09A5DE9A
+RWSa3qUJrndI2jRaiU5pnx+yvGK7jyJKXu+sqaxcaPeNow0UXnkfsGLj
+";
+
+    #[test]
+    fn a_key_made_by_the_minisign_cli_signs_and_verifies() {
+        let (sig, id) = sign(b"\0asm wasm", CLI_SECRET, "t").unwrap();
+        assert_eq!(id, "DA4877AE09A5DE9A");
+        let (_dir, keys) = trusting(CLI_PUBLIC);
+        assert_eq!(keys.verify(b"\0asm wasm", &sig, "p.minisig").unwrap(), id);
+        // One bit of the public half of the Ed25519 key (bytes 96..128 of the key
+        // data, base64 characters 128..171): the signature no longer verifies.
+        let mut garbled: Vec<u8> = CLI_SECRET.into();
+        let at = CLI_SECRET.find('\n').unwrap() + 1 + 140;
+        garbled[at] ^= 1;
+        let garbled = String::from_utf8(garbled).unwrap();
+        assert!(
+            sign(b"\0asm wasm", &garbled, "t").is_err(),
+            "a damaged key does not sign"
+        );
     }
 
     #[test]

@@ -32,8 +32,10 @@ lint:
 	cd plugins && cargo fmt --all -- --check && cargo clippy --release --target wasm32-wasip2 -- -D warnings
 
 # Prints engine throughput, per-step overhead and the machine's SQLite commit limit,
+# the plugin host's load (cold vs cached) and per-call overhead (pooled vs on-demand),
 # then load on the real `medic serve` (submissions/s, latency, GET /v1/runs/{id}/s).
 bench: build
 	cargo bench -p medic --bench engine
+	cargo bench -p medic --bench plugin
 	cargo bench -p medic-tests --bench api_load
 	cargo bench -p medic-tests --bench schedule_fire

@@ -33,14 +33,8 @@ async fn bench() {
         "{}/probe.wasm is missing: run `make plugins` first",
         dist.display()
     );
-    let host = Arc::new(
-        Host::new(HostConfig {
-            plugin_dirs: vec![dist],
-            default_timeout: Duration::from_secs(30),
-            ..HostConfig::new(Vec::new())
-        })
-        .expect("host"),
-    );
+    let host =
+        Arc::new(Host::new(HostConfig::new(vec![dist], Duration::from_secs(30))).expect("host"));
 
     let dir = tempfile::tempdir().expect("temp dir");
     let floor = store::measure_commit_latency(dir.path(), 2000).expect("commit probe");
@@ -185,6 +179,7 @@ async fn plugin_calls(host: &Arc<Host>, n: usize) -> Vec<Duration> {
             grants: Default::default(),
             timeout: None,
             progress: None,
+            build: None,
         };
         let start = Instant::now();
         host.invoke(call).await.expect("noop call");

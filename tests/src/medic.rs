@@ -143,6 +143,8 @@ impl Medic {
             .env_remove("MEDIC_PLUGIN_DIR")
             .env_remove("MEDIC_SERVER")
             .env_remove("MEDIC_TOKEN")
+            .env_remove("MEDIC_TRUSTED_KEYS")
+            .env_remove("MEDIC_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

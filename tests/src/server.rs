@@ -78,6 +78,15 @@ impl Server {
         Server::started(medic.spawn_command(cmd), Some(&token), agent(None))
     }
 
+    /// Like [`Server::open`] (`--no-auth`), with `plugin_dirs` as the only plugin dirs.
+    pub fn open_with_plugin_dirs(medic: &Medic, plugin_dirs: &[&Path]) -> Server {
+        let cmd = medic.command_with_plugin_dirs(
+            plugin_dirs,
+            ["serve", "--listen", "127.0.0.1:0", "--no-auth"],
+        );
+        Server::started(medic.spawn_command(cmd), None, agent(None))
+    }
+
     fn start_on(
         medic: &Medic,
         listen: &str,
@@ -234,6 +243,27 @@ impl Client {
             .content_type(content_type);
         if let Some(token) = &self.token {
             req = req.header("Authorization", &format!("Bearer {token}"));
+        }
+        reply(req.send(body)).into()
+    }
+
+    /// Like `post_bytes`, with extra request headers.
+    pub fn post_bytes_with(
+        &self,
+        path: &str,
+        content_type: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, String, Value) {
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .content_type(content_type);
+        if let Some(token) = &self.token {
+            req = req.header("Authorization", &format!("Bearer {token}"));
+        }
+        for (name, value) in headers {
+            req = req.header(*name, *value);
         }
         reply(req.send(body)).into()
     }

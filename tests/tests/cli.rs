@@ -15,6 +15,8 @@ mod crash;
 mod metrics_api;
 #[path = "cli/openapi.rs"]
 mod openapi;
+#[path = "cli/plugins.rs"]
+mod plugins;
 #[path = "cli/plugins_api.rs"]
 mod plugins_api;
 #[path = "cli/progress.rs"]

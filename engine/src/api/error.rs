@@ -230,6 +230,11 @@ impl From<plugin::Error> for ApiError {
                 e.to_string(),
             ),
             plugin::Error::NotNewer { .. } => ApiError::conflict(e.to_string()),
+            plugin::Error::Untrusted { .. } => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "Plugin signature not accepted",
+                e.to_string(),
+            ),
             e => ApiError::internal(e.to_string()),
         }
     }

@@ -36,6 +36,7 @@ use auth::BearerScheme;
 
 pub use auth::{ANONYMOUS, AuthMode, Caller, Role, check_token_name, hash_token, new_token};
 pub use error::{ApiError, Problem};
+pub use plugins::{SIGNATURE_HEADER, plugin_json, plugin_list_json};
 
 /// What every handler shares.
 pub struct AppState {

@@ -2,6 +2,7 @@
 //! on the embedded SQLite database, or with `--server URL` over the REST API of a
 //! running `medic serve` (`remote`).
 
+mod plugin;
 mod progress;
 mod remote;
 mod schedule;
@@ -85,6 +86,10 @@ struct Cli {
     /// CA, or the server's self-signed --tls-cert) instead of the Web PKI roots.
     #[arg(long, global = true, env = "MEDIC_CA_CERT", value_name = "PEM")]
     ca_cert: Option<PathBuf>,
+    /// Directory of the plugin publishers' minisign public keys (*.pub) that plugin
+    /// installs are verified against. Default: DATA_DIR/trusted-keys.
+    #[arg(long, global = true, env = "MEDIC_TRUSTED_KEYS", value_name = "DIR")]
+    trusted_keys: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -139,6 +144,11 @@ enum Command {
         /// The PEM private key of --tls-cert.
         #[arg(long, env = "MEDIC_TLS_KEY", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+    },
+    /// Install, list and inspect plugins; create signing keys and sign plugins.
+    Plugin {
+        #[command(subcommand)]
+        command: plugin::PluginCommand,
     },
     /// Create, list and revoke the API tokens of `medic serve`.
     Token {
@@ -272,6 +282,7 @@ struct Env {
     /// The operator configuration file, if there is one.
     config: Option<PathBuf>,
     plugin_cpu_budget: Duration,
+    trusted_keys: PathBuf,
 }
 
 impl Env {
@@ -293,11 +304,16 @@ impl Env {
             Some(path) => Some(path.clone()),
             None => Some(data_dir.join("medic.toml")).filter(|p| p.is_file()),
         };
+        let trusted_keys = cli
+            .trusted_keys
+            .clone()
+            .unwrap_or_else(|| data_dir.join("trusted-keys"));
         Ok(Env {
             data_dir,
             plugin_dirs,
             config,
             plugin_cpu_budget: cli.plugin_cpu_budget,
+            trusted_keys,
         })
     }
 
@@ -312,13 +328,13 @@ impl Env {
             Some(path) => OperatorConfig::load(path).map_err(anyhow::Error::msg)?,
             None => OperatorConfig::default(),
         };
-        Ok(Host::new(HostConfig {
-            plugin_dirs: self.plugin_dirs.clone(),
-            default_timeout: Duration::from_secs(300),
-            operator: Arc::new(operator),
-            artifacts_dir: Some(self.data_dir.join("artifacts")),
-            cpu_budget: self.plugin_cpu_budget,
-        })?)
+        let mut config = HostConfig::new(self.plugin_dirs.clone(), Duration::from_secs(300));
+        config.operator = Arc::new(operator);
+        config.artifacts_dir = Some(self.data_dir.join("artifacts"));
+        config.cpu_budget = self.plugin_cpu_budget;
+        config.cache_dir = Some(self.data_dir.join("plugin-cache"));
+        config.trusted_keys = Some(self.trusted_keys.clone());
+        Ok(Host::new(config)?)
     }
 
     fn executor(&self) -> Result<Executor<Host>> {
@@ -454,6 +470,7 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             Ok(exit::SUCCEEDED)
         }
         Command::Token { command } => token(&env, command).await,
+        Command::Plugin { command } => plugin::plugin(&env, command).await,
         Command::Schedule { command } => schedule::schedule(&env, command).await,
         Command::Resume { run } => {
             let exec = env.executor()?;

@@ -279,6 +279,7 @@ impl<I: Invoker> Executor<I> {
         params: Value,
         how: Submission<'_>,
     ) -> Result<(String, bool), Error> {
+        let builds = self.plugin_builds(plan).await;
         let mut tries = 0;
         loop {
             let id = new_run_id(self.now());
@@ -297,6 +298,7 @@ impl<I: Invoker> Executor<I> {
                     submitted_by: how.submitted_by,
                     idempotency_key: how.idempotency_key,
                     at: self.now(),
+                    plugin_builds: builds.clone(),
                 })
                 .await;
             match created {
@@ -312,6 +314,7 @@ impl<I: Invoker> Executor<I> {
     /// transaction (`Store::fire`): a due time already fired gives
     /// `store::Error::AlreadyFired` and no run.
     pub async fn fire(&self, plan: &Plan, params: Value, fire: Fire<'_>) -> Result<String, Error> {
+        let builds = self.plugin_builds(plan).await;
         let mut tries = 0;
         loop {
             let id = new_run_id(self.now());
@@ -335,6 +338,7 @@ impl<I: Invoker> Executor<I> {
                         submitted_by: Some(fire.submitted_by),
                         idempotency_key: None,
                         at: self.now(),
+                        plugin_builds: builds.clone(),
                     },
                 })
                 .await;
@@ -343,6 +347,23 @@ impl<I: Invoker> Executor<I> {
                 other => return Ok(other?),
             }
         }
+    }
+
+    /// The plugin builds a new run of `plan` starts with (and keeps using after an
+    /// install of another build): the sha256 of each plugin's component as the
+    /// invoker has it now, which is what the plan was just checked against. A plugin
+    /// that does not load is left unpinned: its calls fail as they would anyway.
+    async fn plugin_builds(&self, plan: &Plan) -> Vec<(String, String)> {
+        let mut builds = Vec::new();
+        for u in plan.plugins.values() {
+            if builds.iter().any(|(name, _)| *name == u.name) {
+                continue;
+            }
+            if let Ok(m) = self.inner.invoker.manifest(&u.name, &u.version).await {
+                builds.push((u.name.clone(), m.sha256.clone()));
+            }
+        }
+        builds
     }
 
     /// Takes over an unfinished run whose owner is gone (or that has none).
@@ -428,6 +449,7 @@ impl<I: Invoker> Executor<I> {
             queued: 0,
             state: stored.state,
             next_seq: stored.next_seq,
+            builds: stored.plugin_builds,
             events: mpsc::unbounded_channel(),
             tasks: JoinSet::new(),
         };
@@ -474,6 +496,8 @@ struct Driver<I: Invoker> {
     /// This run's share of `medic_queue_depth`: its ready steps not started.
     queued: usize,
     next_seq: i64,
+    /// The plugin builds the run started with (name -> sha256), which its calls use.
+    builds: std::collections::BTreeMap<String, String>,
     events: (mpsc::UnboundedSender<Event>, mpsc::UnboundedReceiver<Event>),
     /// Plugin calls and timers of this run. Dropped with the driver, so a timer of a
     /// finished run (an approval timeout, say) does not outlive it.
@@ -681,6 +705,7 @@ impl<I: Invoker> Driver<I> {
             grants: a.grants,
             timeout: def.timeout,
             progress: None,
+            build: self.builds.get(&using.name).cloned(),
         }
     }
 

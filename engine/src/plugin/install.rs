@@ -1,10 +1,13 @@
-//! The installed plugins: what the plugin dirs hold (as calls would find it), and
-//! installing a component into the first dir so the running host uses it at once.
+//! The installed plugins: what the plugin dirs hold (as calls would find it), one
+//! plugin in detail (signer, capabilities), and installing a component into the
+//! first dir so the running host uses it at once.
 //!
-//! Install policy, for operators: the same bytes again change nothing; a newer
-//! version replaces the installed one; an older version, or different bytes under
-//! the same version, is refused unless forced (a downgrade should be a decision, and
-//! a version should name one build).
+//! Install policy, for operators: the signature is checked first (see `trust`: a
+//! signed component must verify with a trusted key, an unsigned one needs
+//! `allow_unsigned`); the same bytes again change nothing; a newer version replaces
+//! the installed one; an older version, or different bytes under the same version,
+//! is refused unless forced (a downgrade should be a decision, and a version should
+//! name one build). The signature is stored beside the wasm as `NAME.wasm.minisig`.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -14,8 +17,43 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
+use super::cache::Source;
+use super::capability::Capability;
 use super::host::{Host, hex};
+use super::trust::{Signer, TrustedKeys};
 use super::{Error, Manifest, valid_name};
+
+/// What an install is asked to accept.
+#[derive(Debug, Clone, Default)]
+pub struct InstallOptions {
+    /// Replace a newer version or another build of the same version.
+    pub force: bool,
+    /// The minisign signature (the `.minisig` file's text), if the publisher signed it.
+    pub signature: Option<String>,
+    /// What to call the signature in errors (its file name, or the header it came in).
+    pub signature_label: String,
+    /// Install a component without a signature.
+    pub allow_unsigned: bool,
+}
+
+/// One installed plugin in detail.
+#[derive(Debug, Clone)]
+pub struct Inspected {
+    pub manifest: Arc<Manifest>,
+    pub path: PathBuf,
+    pub signer: Signer,
+    /// What it asks for, from its imports.
+    pub capabilities: Vec<Capability>,
+    /// Whether this process compiled it or loaded it from the compiled-component cache.
+    pub source: Source,
+}
+
+/// The signature file kept beside an installed `NAME.wasm`.
+fn signature_path(wasm: &Path) -> PathBuf {
+    let mut name = wasm.as_os_str().to_owned();
+    name.push(".minisig");
+    PathBuf::from(name)
+}
 
 /// A plugin file in the plugin dirs.
 #[derive(Debug, Clone)]
@@ -25,6 +63,8 @@ pub struct Installed {
     pub path: PathBuf,
     /// The manifest, or why the file does not load.
     pub manifest: Result<Arc<Manifest>, String>,
+    /// Who signed it (checked against the trusted keys now).
+    pub signer: Signer,
 }
 
 /// What an install did.
@@ -60,6 +100,8 @@ pub struct Install {
     pub outcome: InstallOutcome,
     /// The version installed before, if one was and it loaded.
     pub previous: Option<String>,
+    /// The key id that signed it; `None` for an allowed unsigned install.
+    pub signer: Option<String>,
 }
 
 impl Host {
@@ -99,18 +141,93 @@ impl Host {
                      medic never loads this file"
                 ))
             };
+            let signer = self.signer(&path).await;
             out.push(Installed {
                 name,
                 path,
                 manifest,
+                signer,
             });
         }
         out
     }
 
-    /// The manifest of the installed plugin `name`, whatever its version.
-    pub async fn inspect(&self, name: &str) -> Result<Arc<Manifest>, Error> {
-        Ok(self.loaded(name).await?.manifest.clone())
+    /// The installed plugin `name`, whatever its version: manifest, signer and the
+    /// capabilities it asks for.
+    pub async fn inspect(&self, name: &str) -> Result<Inspected, Error> {
+        let loaded = self.loaded(name).await?;
+        let path = self.find(name)?;
+        Ok(Inspected {
+            manifest: loaded.manifest.clone(),
+            signer: self.signer(&path).await,
+            path,
+            capabilities: loaded.capabilities.clone(),
+            source: loaded.source,
+        })
+    }
+
+    fn trusted_keys(&self) -> Result<TrustedKeys, Error> {
+        match &self.config.trusted_keys {
+            Some(dir) => TrustedKeys::load(dir),
+            None => Ok(TrustedKeys::default()),
+        }
+    }
+
+    /// Who signed the plugin file at `path`, by its stored signature and the keys
+    /// trusted now.
+    async fn signer(&self, path: &Path) -> Signer {
+        let sig_path = signature_path(path);
+        let Ok(signature) = std::fs::read_to_string(&sig_path) else {
+            return Signer::Unsigned;
+        };
+        let keys = match self.trusted_keys() {
+            Ok(k) => k,
+            Err(e) => {
+                return Signer::Unverified {
+                    key_id: None,
+                    reason: e.to_string(),
+                };
+            }
+        };
+        let path = path.to_path_buf();
+        tokio::task::spawn_blocking(move || match std::fs::read(&path) {
+            Ok(wasm) => keys.signer(&wasm, Some(&signature), &sig_path.display().to_string()),
+            Err(e) => Signer::Unverified {
+                key_id: None,
+                reason: format!("reading {}: {e}", path.display()),
+            },
+        })
+        .await
+        .unwrap_or_else(|e| Signer::Unverified {
+            key_id: None,
+            reason: e.to_string(),
+        })
+    }
+
+    /// Applies the signature policy to `bytes`: the signer's key id, or `None` for an
+    /// unsigned component the operator allowed.
+    fn check_signature(
+        &self,
+        bytes: &[u8],
+        opts: &InstallOptions,
+    ) -> Result<Option<String>, Error> {
+        match &opts.signature {
+            Some(signature) => {
+                let keys = self.trusted_keys()?;
+                keys.verify(bytes, signature, &opts.signature_label)
+                    .map(Some)
+            }
+            None if opts.allow_unsigned => Ok(None),
+            None => Err(Error::Untrusted {
+                message: format!(
+                    "the plugin is unsigned, and unsigned plugins are installed only when \
+                     asked for: give its signature ({}), or allow it explicitly \
+                     (--allow-unsigned, or allow_unsigned=true over REST) if you trust where \
+                     it came from",
+                    opts.signature_label
+                ),
+            }),
+        }
     }
 
     /// Installs the component `bytes` as `NAME.wasm` in the first plugin dir, NAME
@@ -118,7 +235,8 @@ impl Host {
     /// read first, so nothing that does not load is ever written; the file is written
     /// to a temporary name and renamed, so no call ever sees half a file. Calls made
     /// from then on use the new plugin; calls in flight finish on the old one.
-    pub async fn install(&self, bytes: Vec<u8>, force: bool) -> Result<Install, Error> {
+    pub async fn install(&self, bytes: Vec<u8>, opts: InstallOptions) -> Result<Install, Error> {
+        let force = opts.force;
         let not_installable = |message: String| Error::NotInstallable { message };
         // The engine also reads WebAssembly text, whose parse errors would only confuse
         // someone who uploaded the wrong file.
@@ -129,6 +247,7 @@ impl Host {
                     .to_string(),
             ));
         }
+        let signer = self.check_signature(&bytes, &opts)?;
         let sha256 = hex(&Sha256::digest(&bytes));
         let loaded = match self
             .compile(bytes.clone(), "(uploaded)", "the uploaded component")
@@ -169,11 +288,23 @@ impl Host {
             // The installed file does not load: anything that does is better.
             Some(Err(_)) => (InstallOutcome::Replaced, None),
             Some(Ok(m)) if m.sha256 == sha256 => {
+                let path = self.find(&name)?;
+                // The same bytes, now with a signature: keep it.
+                if let Some(signature) = &opts.signature {
+                    let sig = signature_path(&path);
+                    let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+                    let text = signature.clone();
+                    write_file(&dir, &sig, text.as_bytes()).map_err(|source| Error::Write {
+                        path: sig.display().to_string(),
+                        source,
+                    })?;
+                }
                 return Ok(Install {
                     manifest: m.clone(),
-                    path: self.find(&name)?,
+                    path,
                     outcome: InstallOutcome::Unchanged,
                     previous: None,
+                    signer,
                 });
             }
             Some(Ok(m)) => {
@@ -197,29 +328,47 @@ impl Host {
 
         let dir = dir.clone();
         let file = name.clone();
-        let path = tokio::task::spawn_blocking(move || write_atomically(&dir, &file, &bytes))
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))
-            .and_then(|r| r)
-            .map_err(|source| Error::Write {
-                path: self.config.plugin_dirs[0]
-                    .join(format!("{name}.wasm"))
-                    .display()
-                    .to_string(),
-                source,
-            })?;
-        let cell = Arc::new(OnceCell::new_with(Some(Arc::new(loaded))));
+        let signature = opts.signature.clone();
+        let kept = bytes.clone();
+        let path = tokio::task::spawn_blocking(move || {
+            // The signature goes first: a crash between the two leaves the old wasm
+            // beside a signature that does not verify (shown as such), never a new
+            // wasm shown as signed by an old signature.
+            let sig = signature_path(&dir.join(format!("{file}.wasm")));
+            match &signature {
+                Some(text) => write_file(&dir, &sig, text.as_bytes())?,
+                None => match std::fs::remove_file(&sig) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                },
+            }
+            write_atomically(&dir, &file, &bytes)
+        })
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|r| r)
+        .map_err(|source| Error::Write {
+            path: self.config.plugin_dirs[0]
+                .join(format!("{name}.wasm"))
+                .display()
+                .to_string(),
+            source,
+        })?;
+        let loaded = Arc::new(loaded);
+        self.remember(&loaded, Some(&kept));
+        let cell = Arc::new(OnceCell::new_with(Some(loaded)));
         self.plugins
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(name.clone(), cell);
         tracing::info!(plugin = %name, version = %manifest.version, path = %path.display(),
-            outcome = outcome.as_str(), "installed plugin");
+            outcome = outcome.as_str(), signer = signer.as_deref().unwrap_or("unsigned"), "installed plugin");
         Ok(Install {
             manifest,
             path,
             outcome,
             previous,
+            signer,
         })
     }
 }
@@ -228,20 +377,26 @@ impl Host {
 /// before the rename and the dir synced after, so a crash leaves the old file or the
 /// new one, never a torn one.
 fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {
-    std::fs::create_dir_all(dir)?;
     let path = dir.join(format!("{name}.wasm"));
-    let tmp = dir.join(format!(".{name}.wasm.{:08x}.tmp", rand::random::<u32>()));
+    write_file(dir, &path, bytes).map(|()| path)
+}
+
+/// Writes `bytes` to `path` in `dir` the same way (temporary dot file, sync, rename,
+/// sync of the dir).
+fn write_file(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".{:08x}.tmp", rand::random::<u32>()));
     let written = (|| {
         let mut f = std::fs::File::create_new(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
+        std::fs::rename(&tmp, path)?;
         std::fs::File::open(dir)?.sync_all()
     })();
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    written.map(|()| path)
+    written
 }
 
 #[cfg(test)]

@@ -2,12 +2,15 @@
 //! compiles and instantiates them, grants capabilities and implements the host side
 //! of `sdk/wit/plugin.wit`. No wasmtime type crosses its API.
 //!
-//! Files: `host` (engine, compile cache, one call in a fresh store), `wasi` (what a
-//! call's store may reach), `http` (outgoing `wasi:http`: granted origins only, on
-//! addresses checked by the host, with the operator's credentials), `bindings` (the
-//! WIT bindings and their conversions),
-//! `catalog` (plan checks against installed plugins), `install` (listing the plugin
-//! dirs and installing a component into the first one).
+//! Files: `host` (engine, instance pool, per-process compile cache, one call in a
+//! fresh store), `cache` (compiled components kept on disk between processes),
+//! `wasi` (what a call's store may reach), `http` (outgoing `wasi:http`: granted
+//! origins only, on addresses checked by the host, with the operator's credentials),
+//! `config` (the operator's medic.toml: secrets, SQL connections, HTTP credentials),
+//! `bindings` (the WIT bindings and their conversions), `catalog` (plan checks against
+//! installed plugins), `install` (listing the plugin dirs, inspecting one, installing
+//! a component into the first one), `trust` (publisher signatures and the operator's
+//! trusted keys), `capability` (what a component asks for, from its imports).
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -19,17 +22,23 @@ use serde_json::Value;
 use crate::plan::{EffectClass, Grants};
 
 mod bindings;
+mod cache;
+mod capability;
 mod catalog;
 mod config;
 mod host;
 mod http;
 mod install;
+mod trust;
 mod wasi;
 
+pub use cache::Source;
+pub use capability::Capability;
 pub use catalog::{CheckedPlans, check_plan};
 pub use config::{HttpCredential, OperatorConfig, SqlConnection, SqlTls, read_secret};
-pub use host::{Host, MEMORY_LIMIT, OUTPUT_LIMIT};
-pub use install::{Install, InstallOutcome, Installed};
+pub use host::{Host, MEMORY_LIMIT, OUTPUT_LIMIT, POOL_INSTANCES};
+pub use install::{Inspected, Install, InstallOptions, InstallOutcome, Installed};
+pub use trust::{Signer, TrustedKeys, keygen, sign};
 
 /// Whether `name` can be a plugin's name: it is the stem of its file (`NAME.wasm`),
 /// so ASCII letters, digits, `-` and `_` only; never a path like `../x`.
@@ -54,21 +63,44 @@ pub struct HostConfig {
     /// CPU time one call may use (time the guest itself runs, not time it waits on
     /// the network or the host); past it the call stops with a `Limit` error.
     pub cpu_budget: Duration,
+    /// Where compiled components are kept between processes (`DATA/plugin-cache`);
+    /// `None` compiles each plugin once per process.
+    pub cache_dir: Option<PathBuf>,
+    /// The operator's trusted publisher keys: a dir of minisign `*.pub` files
+    /// (`DATA/trusted-keys`). `None` trusts no key: only unsigned installs, when
+    /// allowed, succeed.
+    pub trusted_keys: Option<PathBuf>,
+    /// How call instances get their memory.
+    pub allocator: Allocator,
 }
 
 impl HostConfig {
-    /// Plugins from `plugin_dirs`, a 5-minute default timeout, a 60-second CPU
-    /// budget per call, and nothing else configured: no secrets, SQL connections,
-    /// credentials or artifacts.
-    pub fn new(plugin_dirs: Vec<PathBuf>) -> HostConfig {
+    /// Plugin dirs and default timeout, a 60-second CPU budget per call, pooled
+    /// instances, and nothing else configured: no compile cache, trusted keys,
+    /// secrets, SQL connections, credentials or artifacts.
+    pub fn new(plugin_dirs: Vec<PathBuf>, default_timeout: Duration) -> HostConfig {
         HostConfig {
             plugin_dirs,
-            default_timeout: Duration::from_secs(300),
+            default_timeout,
             operator: Arc::default(),
             artifacts_dir: None,
             cpu_budget: Duration::from_secs(60),
+            cache_dir: None,
+            trusted_keys: None,
+            allocator: Allocator::Pooling,
         }
     }
+}
+
+/// Instance allocation of the plugin runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allocator {
+    /// A pool reserved up front for [`POOL_INSTANCES`] concurrent calls: an instance
+    /// takes a ready slot instead of mapping fresh memory (falls back to on-demand,
+    /// with a warning, if the OS refuses the reservation).
+    Pooling,
+    /// Memory mapped per instance and unmapped when it is dropped.
+    OnDemand,
 }
 
 /// A plugin's self-description, read from its `manifest()` export.
@@ -124,6 +156,9 @@ pub struct Call {
     pub timeout: Option<Duration>,
     /// Where the plugin's progress reports go; `None` only traces them.
     pub progress: Option<ProgressSink>,
+    /// The exact build (sha256 of the component) to call: the one the run started
+    /// with, even if another has been installed since. `None` calls the installed one.
+    pub build: Option<String>,
 }
 
 /// How far a running call has come, as its plugin last reported it.
@@ -223,6 +258,17 @@ pub enum Error {
         /// `downgrade` or `replace`.
         what: &'static str,
     },
+    /// The install's signature policy refused it (unsigned, bad or untrusted
+    /// signature); the message names the file, the key and what to do.
+    #[error("{message}")]
+    Untrusted { message: String },
+    /// The build a run is pinned to is neither installed nor kept any more.
+    #[error(
+        "plugin `{name}` build {sha256} (the one this run started with) is no longer \
+         installed nor kept in the plugin cache; install that exact build again (or \
+         cancel the run and start a new one on the installed build)"
+    )]
+    BuildGone { name: String, sha256: String },
     #[error("writing the plugin to {path}: {source}")]
     Write {
         path: String,

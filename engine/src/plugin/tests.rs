@@ -32,12 +32,8 @@ fn host() -> &'static Host {
             "{} is missing: run `make plugins` first (with your CARGO_TARGET_DIR exported)",
             probe.display()
         );
-        Host::new(HostConfig {
-            plugin_dirs: vec![dist_dir()],
-            default_timeout: Duration::from_secs(10),
-            ..HostConfig::new(Vec::new())
-        })
-        .expect("plugin host starts")
+        Host::new(HostConfig::new(vec![dist_dir()], Duration::from_secs(10)))
+            .expect("plugin host starts")
     })
 }
 
@@ -63,6 +59,7 @@ fn call_attempt(action: &str, params: Value, connect: &[String], attempt: u32) -
         },
         timeout: None,
         progress: None,
+        build: None,
     }
 }
 
@@ -470,11 +467,10 @@ async fn a_panicking_plugin_traps_with_its_reason_and_message() {
 async fn concurrent_first_calls_compile_the_plugin_once() {
     // A fresh host, so this test sees the very first load.
     let host = Arc::new(
-        Host::new(HostConfig {
-            plugin_dirs: vec![PathBuf::from("/nonexistent"), dist_dir()],
-            default_timeout: Duration::from_secs(10),
-            ..HostConfig::new(Vec::new())
-        })
+        Host::new(HostConfig::new(
+            vec![PathBuf::from("/nonexistent"), dist_dir()],
+            Duration::from_secs(10),
+        ))
         .unwrap(),
     );
     let loads: Vec<_> = (0..4)
@@ -560,6 +556,21 @@ async fn guest_log_lines_become_tracing_events_with_the_call_context() {
 
 /// probe.wasm with its manifest's version `0.1.0` changed to `version` (same length).
 /// Every other `0.1.0` in the file is a WIT package version (`@0.1.0`) and stays.
+/// An install of an unsigned component, allowed (signatures have their own tests).
+fn unsigned() -> InstallOptions {
+    InstallOptions {
+        allow_unsigned: true,
+        ..InstallOptions::default()
+    }
+}
+
+fn unsigned_forced() -> InstallOptions {
+    InstallOptions {
+        force: true,
+        ..unsigned()
+    }
+}
+
 fn probe_as_version(version: &str) -> Vec<u8> {
     let mut bytes = std::fs::read(dist_dir().join("probe.wasm")).unwrap();
     let at: Vec<usize> = bytes
@@ -578,12 +589,7 @@ fn probe_as_version(version: &str) -> Vec<u8> {
 async fn install_writes_into_the_first_dir_upgrades_and_refuses_downgrades_unless_forced() {
     let dir = tempfile::tempdir().unwrap();
     let mine = dir.path().join("plugins");
-    let host = Host::new(HostConfig {
-        plugin_dirs: vec![mine.clone()],
-        default_timeout: Duration::from_secs(10),
-        ..HostConfig::new(Vec::new())
-    })
-    .unwrap();
+    let host = Host::new(HostConfig::new(vec![mine.clone()], Duration::from_secs(10))).unwrap();
     assert!(host.installed().await.is_empty());
     assert!(matches!(
         host.inspect("probe").await,
@@ -591,7 +597,7 @@ async fn install_writes_into_the_first_dir_upgrades_and_refuses_downgrades_unles
     ));
 
     let v010 = std::fs::read(dist_dir().join("probe.wasm")).unwrap();
-    let first = host.install(v010.clone(), false).await.unwrap();
+    let first = host.install(v010.clone(), unsigned()).await.unwrap();
     assert_eq!(
         (
             first.outcome,
@@ -601,11 +607,11 @@ async fn install_writes_into_the_first_dir_upgrades_and_refuses_downgrades_unles
         (InstallOutcome::Installed, "probe", mine.join("probe.wasm"))
     );
     assert_eq!(std::fs::read(mine.join("probe.wasm")).unwrap(), v010);
-    let again = host.install(v010.clone(), false).await.unwrap();
+    let again = host.install(v010.clone(), unsigned()).await.unwrap();
     assert_eq!(again.outcome, InstallOutcome::Unchanged);
 
     let up = host
-        .install(probe_as_version("0.2.0"), false)
+        .install(probe_as_version("0.2.0"), unsigned())
         .await
         .unwrap();
     assert_eq!(
@@ -617,12 +623,15 @@ async fn install_writes_into_the_first_dir_upgrades_and_refuses_downgrades_unles
         (InstallOutcome::Upgraded, Some("0.1.0"), "0.2.0")
     );
     // The host sees the new version at once, without a restart.
-    assert_eq!(host.inspect("probe").await.unwrap().version, "0.2.0");
+    assert_eq!(
+        host.inspect("probe").await.unwrap().manifest.version,
+        "0.2.0"
+    );
     let listed = host.installed().await;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].manifest.as_ref().unwrap().version, "0.2.0");
 
-    match host.install(v010.clone(), false).await {
+    match host.install(v010.clone(), unsigned()).await {
         Err(Error::NotNewer {
             installed,
             offered,
@@ -636,18 +645,24 @@ async fn install_writes_into_the_first_dir_upgrades_and_refuses_downgrades_unles
         }
         other => panic!("a downgrade must be refused: {other:?}"),
     }
-    assert_eq!(host.inspect("probe").await.unwrap().version, "0.2.0");
-    let forced = host.install(v010, true).await.unwrap();
+    assert_eq!(
+        host.inspect("probe").await.unwrap().manifest.version,
+        "0.2.0"
+    );
+    let forced = host.install(v010, unsigned_forced()).await.unwrap();
     assert_eq!(forced.outcome, InstallOutcome::Replaced);
-    assert_eq!(host.inspect("probe").await.unwrap().version, "0.1.0");
+    assert_eq!(
+        host.inspect("probe").await.unwrap().manifest.version,
+        "0.1.0"
+    );
 
-    match host.install(b"\0asm not really".to_vec(), false).await {
+    match host.install(b"\0asm not really".to_vec(), unsigned()).await {
         Err(Error::NotInstallable { message }) => {
             assert!(message.contains("compiling the component"), "{message}")
         }
         other => panic!("garbage must not install: {other:?}"),
     }
-    match host.install(b"(module)".to_vec(), false).await {
+    match host.install(b"(module)".to_vec(), unsigned()).await {
         Err(Error::NotInstallable { message }) => {
             assert!(message.contains("not a WebAssembly binary"), "{message}")
         }
@@ -664,11 +679,10 @@ async fn install_writes_into_the_first_dir_upgrades_and_refuses_downgrades_unles
 async fn a_plan_that_passed_is_kept_and_one_that_failed_is_checked_again() {
     // A fresh host over an empty plugin dir: the plan's plugin is not installed yet.
     let dir = tempfile::tempdir().unwrap();
-    let host = Host::new(HostConfig {
-        plugin_dirs: vec![dir.path().to_path_buf()],
-        default_timeout: Duration::from_secs(10),
-        ..HostConfig::new(Vec::new())
-    })
+    let host = Host::new(HostConfig::new(
+        vec![dir.path().to_path_buf()],
+        Duration::from_secs(10),
+    ))
     .unwrap();
     let text = "apiVersion: medic/v1\nkind: RecoveryPlan\nmetadata: { name: p }\n\
                 plugins: { probe: { use: probe@0.1 } }\nsteps: [{ id: a, uses: probe/noop }]\n";
@@ -742,4 +756,275 @@ async fn a_kept_plan_is_checked_again_once_its_plugin_is_replaced() {
     ));
 }
 
+/// A host over `plugins` with a compiled-component cache in `cache`.
+fn cached_host(plugins: PathBuf, cache: PathBuf) -> Host {
+    let mut config = HostConfig::new(vec![plugins], Duration::from_secs(10));
+    config.cache_dir = Some(cache);
+    Host::new(config).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cached_component_gives_the_same_manifest_and_a_corrupt_cache_file_is_compiled_over() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = cache.path().join("plugin-cache");
+
+    let first = cached_host(dist_dir(), dir.clone());
+    let compiled = first.inspect("probe").await.unwrap();
+    assert_eq!(compiled.source, Source::CompiledAndCached);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "the cache dir is medic's alone");
+    // The compiled component (and a kept copy of the wasm, for pinned runs).
+    let files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let file = &files[0];
+    assert!(
+        file.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with(&compiled.manifest.sha256),
+        "named by the wasm's sha256: {file:?}"
+    );
+
+    // Another process (another host) loads it from the cache, to the same manifest,
+    // and its calls work.
+    let second = cached_host(dist_dir(), dir.clone());
+    let hit = second.inspect("probe").await.unwrap();
+    assert_eq!(hit.source, Source::Cached);
+    assert_eq!(*hit.manifest, *compiled.manifest);
+    assert_eq!(hit.capabilities, compiled.capabilities);
+    let out = second
+        .invoke(call("noop", json!({"echo": "cached"}), &[]))
+        .await
+        .unwrap();
+    assert_eq!(out, json!({"echo": "cached"}));
+
+    // A corrupt file (truncated, then garbage) is compiled over, never an error.
+    let good = std::fs::read(file).unwrap();
+    for corrupt in [&good[..good.len() / 2], b"\x7fELF not really".as_slice()] {
+        std::fs::write(file, corrupt).unwrap();
+        let third = cached_host(dist_dir(), dir.clone());
+        let recovered = third.inspect("probe").await.unwrap();
+        assert_eq!(recovered.source, Source::Recompiled);
+        assert_eq!(*recovered.manifest, *compiled.manifest);
+        assert!(
+            std::fs::read(file).unwrap().len() > corrupt.len(),
+            "the corrupt file was overwritten"
+        );
+        assert_eq!(
+            cached_host(dist_dir(), dir.clone())
+                .inspect("probe")
+                .await
+                .unwrap()
+                .source,
+            Source::Cached
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_use_the_instance_pool() {
+    assert_eq!(host().allocator(), Allocator::Pooling);
+    let on_demand = {
+        let mut c = HostConfig::new(vec![dist_dir()], Duration::from_secs(10));
+        c.allocator = Allocator::OnDemand;
+        Host::new(c).unwrap()
+    };
+    assert_eq!(on_demand.allocator(), Allocator::OnDemand);
+    let out = on_demand
+        .invoke(call("noop", json!({}), &[]))
+        .await
+        .unwrap();
+    assert_eq!(out, json!({}));
+    // The pool caps memory like the store's limiter does.
+    let err = host()
+        .invoke(call("alloc", json!({"mib": 128}), &[]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Limit { .. }), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn inspect_names_the_capabilities_probe_imports() {
+    let probe = host().inspect("probe").await.unwrap();
+    let tcp = probe
+        .capabilities
+        .iter()
+        .find(|c| c.kind == "TCP")
+        .unwrap_or_else(|| panic!("{:?}", probe.capabilities));
+    assert!(tcp.interface.starts_with("wasi:sockets/tcp"), "{tcp:?}");
+    assert!(
+        probe
+            .capabilities
+            .iter()
+            .all(|c| !c.interface.starts_with("wasi:io/")),
+        "plumbing is left out: {:?}",
+        probe.capabilities
+    );
+    assert_eq!(probe.signer, Signer::Unsigned);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_install_needs_a_trusted_signature_or_an_explicit_allow_unsigned() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    let keys = dir.path().join("trusted-keys");
+    std::fs::create_dir(&keys).unwrap();
+    let (public, secret, id) = keygen().unwrap();
+    std::fs::write(keys.join("acme.pub"), public).unwrap();
+    let (_, stranger, stranger_id) = keygen().unwrap();
+    let mut config = HostConfig::new(vec![plugins.clone()], Duration::from_secs(10));
+    config.trusted_keys = Some(keys);
+    let host = Host::new(config).unwrap();
+
+    let wasm = std::fs::read(dist_dir().join("probe.wasm")).unwrap();
+    let signed = |sig: &str| InstallOptions {
+        signature: Some(sig.to_string()),
+        signature_label: "probe.wasm.minisig".into(),
+        ..InstallOptions::default()
+    };
+    let refused = |r: Result<Install, Error>| match r {
+        Err(Error::Untrusted { message }) => message,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+
+    let unsigned_refused = refused(host.install(wasm.clone(), InstallOptions::default()).await);
+    assert!(unsigned_refused.contains("unsigned"), "{unsigned_refused}");
+
+    let (good, _) = sign(&wasm, &secret, "probe").unwrap();
+    let mut tampered = wasm.clone();
+    let at = tampered.windows(8).position(|w| w == b"Test and").unwrap();
+    tampered[at] = b't';
+    let tampered_refused = refused(host.install(tampered, signed(&good)).await);
+    assert!(
+        tampered_refused.contains("probe.wasm.minisig") && tampered_refused.contains(&id),
+        "{tampered_refused}"
+    );
+
+    let (foreign, _) = sign(&wasm, &stranger, "probe").unwrap();
+    let unknown_refused = refused(host.install(wasm.clone(), signed(&foreign)).await);
+    assert!(
+        unknown_refused.contains(&stranger_id) && unknown_refused.contains("trusted-keys"),
+        "{unknown_refused}"
+    );
+    assert!(
+        !plugins.join("probe.wasm").exists(),
+        "nothing refused is written"
+    );
+
+    let done = host.install(wasm.clone(), signed(&good)).await.unwrap();
+    assert_eq!(done.signer.as_deref(), Some(id.as_str()));
+    assert_eq!(
+        std::fs::read_to_string(plugins.join("probe.wasm.minisig")).unwrap(),
+        good
+    );
+    let listed = host.installed().await;
+    assert_eq!(listed.len(), 1, "the signature file is not a plugin");
+    assert_eq!(listed[0].signer, Signer::Trusted { key_id: id.clone() });
+    assert_eq!(
+        host.inspect("probe").await.unwrap().signer.to_string(),
+        format!("signed by {id}")
+    );
+
+    // An allowed unsigned build replaces it and its signature goes with the old wasm.
+    let v2 = probe_as_version("0.2.0");
+    let done = host.install(v2, unsigned()).await.unwrap();
+    assert_eq!(done.signer, None);
+    assert!(!plugins.join("probe.wasm.minisig").exists());
+    assert_eq!(
+        host.inspect("probe").await.unwrap().signer,
+        Signer::Unsigned
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn more_calls_in_flight_than_pool_slots_wait_for_a_slot_instead_of_failing() {
+    let n = POOL_INSTANCES as usize + 20;
+    let started = Instant::now();
+    let calls: Vec<_> = (0..n)
+        .map(|i| {
+            tokio::spawn(host().invoke(call_attempt(
+                "sleep",
+                json!({"ms": 300}),
+                &[],
+                i as u32 + 1,
+            )))
+        })
+        .collect();
+    let mut failed = Vec::new();
+    for c in calls {
+        if let Err(e) = c.await.unwrap() {
+            failed.push(e.to_string());
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of {n} failed, e.g. {:?}",
+        failed.len(),
+        failed.first()
+    );
+    // The 20 beyond the pool waited for the first sleepers to finish.
+    assert!(
+        started.elapsed() >= Duration::from_millis(600),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_pinned_to_a_build_uses_it_after_another_is_installed_and_in_a_new_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    let cache = dir.path().join("plugin-cache");
+    let host = cached_host(plugins.clone(), cache.clone());
+    let v010 = host
+        .install(
+            std::fs::read(dist_dir().join("probe.wasm")).unwrap(),
+            unsigned(),
+        )
+        .await
+        .unwrap()
+        .manifest
+        .sha256
+        .clone();
+    let pinned = |sha: &str| Call {
+        build: Some(sha.to_string()),
+        ..call("noop", json!({"echo": 1}), &[])
+    };
+    assert_eq!(
+        host.invoke(pinned(&v010)).await.unwrap(),
+        json!({"echo": 1})
+    );
+
+    host.install(probe_as_version("0.2.0"), unsigned())
+        .await
+        .unwrap();
+    // Unpinned, a plan asking for 0.1 no longer finds it; pinned, the run goes on.
+    let unpinned = host.invoke(call("noop", json!({}), &[])).await.unwrap_err();
+    assert!(matches!(unpinned, Error::Version { .. }), "{unpinned}");
+    assert_eq!(
+        host.invoke(pinned(&v010)).await.unwrap(),
+        json!({"echo": 1})
+    );
+
+    // A new process finds the build in the cache dir, not in the plugin dir.
+    let later = cached_host(plugins, cache.clone());
+    assert_eq!(
+        later.invoke(pinned(&v010)).await.unwrap(),
+        json!({"echo": 1})
+    );
+    std::fs::remove_dir_all(&cache).unwrap();
+    let gone = cached_host(dir.path().join("plugins"), cache)
+        .invoke(pinned(&v010))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(gone, Error::BuildGone { .. }) && gone.to_string().contains(&v010),
+        "{gone}"
+    );
+}
 mod http;

@@ -11,6 +11,7 @@ mod schedules;
 mod schema;
 mod writer;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -129,6 +130,9 @@ pub struct StoredRun {
     pub state: RunState,
     /// Sequence number the next event gets.
     pub next_seq: i64,
+    /// The plugin builds the run started with: plugin name -> sha256 of its
+    /// component (empty for runs created before builds were recorded).
+    pub plugin_builds: BTreeMap<String, String>,
 }
 
 /// One row of a run's event log.
@@ -198,6 +202,8 @@ pub struct NewRun<'a> {
     /// is returned instead of creating another.
     pub idempotency_key: Option<&'a str>,
     pub at: Ms,
+    /// The plugin builds the run starts with: (plugin name, sha256 of its component).
+    pub plugin_builds: Vec<(String, String)>,
 }
 
 /// Which runs `list_runs` returns: every filter given must hold.
@@ -498,6 +504,7 @@ pub(crate) struct RunRow {
     key: Option<String>,
     version: Option<u32>,
     at: Ms,
+    builds: Vec<(String, String)>,
 }
 
 impl From<NewRun<'_>> for RunRow {
@@ -515,6 +522,7 @@ impl From<NewRun<'_>> for RunRow {
             key: new.idempotency_key.map(str::to_owned),
             version: new.plan_version,
             at: new.at,
+            builds: new.plugin_builds,
         }
     }
 }
@@ -532,6 +540,7 @@ fn insert_run(conn: &Connection, row: &RunRow) -> Result<(String, bool)> {
         key,
         version,
         at,
+        builds,
     } = row;
     // Cached statements: a busy server creates runs by the thousand, and
     // parsing these four statements each time showed in its profile.
@@ -569,6 +578,11 @@ fn insert_run(conn: &Connection, row: &RunRow) -> Result<(String, bool)> {
         .map_err(sql("creating the run's steps"))?;
     for (i, (id, s)) in ids.iter().zip(&state.steps).enumerate() {
         write_step(&mut stmt, &state.id, i, id, s)?;
+    }
+    for (plugin, sha256) in builds {
+        conn.prepare_cached("INSERT INTO run_plugins (run_id, plugin, sha256) VALUES (?1, ?2, ?3)")
+            .and_then(|mut s| s.execute(params![state.id, plugin, sha256]))
+            .map_err(sql("recording the run's plugin builds"))?;
     }
     if let Some(key) = &key {
         conn.prepare_cached(
@@ -617,11 +631,21 @@ fn read_run(conn: &Connection, id: &str) -> Result<StoredRun> {
         params,
         steps,
     );
+    let plugin_builds = conn
+        .prepare_cached("SELECT plugin, sha256 FROM run_plugins WHERE run_id = ?1")
+        .and_then(|mut s| {
+            s.query_map([id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?
+            .collect::<rusqlite::Result<BTreeMap<_, _>>>()
+        })
+        .map_err(sql("reading the run's plugin builds"))?;
     Ok(StoredRun {
         summary,
         plan_source,
         state,
         next_seq,
+        plugin_builds,
     })
 }
 

@@ -175,6 +175,17 @@ ALTER TABLE schedules ADD COLUMN declared_by TEXT;
 CREATE INDEX schedules_declared_by ON schedules(declared_by) WHERE declared_by IS NOT NULL;
 ";
 
+/// The exact plugin builds (sha256 of each component) a run started with, so it
+/// keeps calling them after an install of another build (per-run pinning).
+const V7_RUN_PLUGINS: &str = "
+CREATE TABLE run_plugins (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    plugin TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    PRIMARY KEY (run_id, plugin)
+) WITHOUT ROWID;
+";
+
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), rusqlite_migration::Error> {
     Migrations::new(vec![
         M::up(V1),
@@ -183,6 +194,7 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), rusqlite_migration::E
         M::up(V4_PLAN_REGISTRY),
         M::up(V5_SCHEDULES),
         M::up(V6_DECLARED_SCHEDULES),
+        M::up(V7_RUN_PLUGINS),
     ])
     .to_latest(conn)
 }

@@ -21,6 +21,7 @@ async fn fixture() -> (tempfile::TempDir, Store, RunState) {
             submitted_by: Some("alice"),
             idempotency_key: None,
             at: 10,
+            plugin_builds: vec![("probe".into(), "abc123".into())],
         })
         .await
         .unwrap();
@@ -74,6 +75,11 @@ async fn a_committed_batch_is_read_back_after_reopening() {
     assert_eq!(run.state.stop, Some(Stop::Rollback));
     assert_eq!(run.state.steps[0], state.steps[0]);
     assert_eq!(run.next_seq, 3);
+    assert_eq!(
+        run.plugin_builds.into_iter().collect::<Vec<_>>(),
+        [("probe".to_string(), "abc123".to_string())],
+        "the plugin builds the run started with"
+    );
     let attempts = store.attempts("r1").await.unwrap();
     assert_eq!(attempts.len(), 1);
     assert_eq!(
@@ -369,6 +375,7 @@ async fn runs_are_listed_by_status_plan_and_creation_time_and_counted_by_status(
                 submitted_by: None,
                 idempotency_key: None,
                 at,
+                plugin_builds: Vec::new(),
             })
             .await
             .unwrap();
@@ -449,6 +456,7 @@ async fn a_run_id_in_use_is_refused_as_such_and_nothing_of_the_new_run_is_kept()
             submitted_by: None,
             idempotency_key: Some("k1"),
             at: 20,
+            plugin_builds: Vec::new(),
         })
         .await
         .unwrap_err();
@@ -470,6 +478,7 @@ async fn a_run_id_in_use_is_refused_as_such_and_nothing_of_the_new_run_is_kept()
             submitted_by: None,
             idempotency_key: Some("k1"),
             at: 30,
+            plugin_builds: Vec::new(),
         })
         .await
         .unwrap();
@@ -496,6 +505,7 @@ mod schedules {
             submitted_by: Some("schedule:nightly"),
             idempotency_key: None,
             at: 1_000,
+            plugin_builds: Vec::new(),
         }
     }
 

@@ -68,13 +68,13 @@ fn a_plugin_installed_over_http_is_listed_inspected_and_used_without_a_restart()
     let (status, _, problem) = server.post_bytes("/v1/plugins", "text/plain", b"hello");
     assert_eq!(status, 415, "{problem}");
     for garbage in [&b"hello"[..], b"\0asm\x01\0\0\0 truncated"] {
-        let (status, problem) = install(&server, "", garbage);
+        let (status, problem) = install(&server, "?allow_unsigned=true", garbage);
         assert_eq!(status, 422, "{problem}");
         assert_eq!(problem["title"], "Not a medic plugin", "{problem}");
     }
 
     let probe = probe_bytes(&medic);
-    let (status, installed) = install(&server, "", &probe);
+    let (status, installed) = install(&server, "?allow_unsigned=true", &probe);
     assert_eq!(status, 201, "{installed}");
     assert_eq!(
         (
@@ -125,7 +125,7 @@ fn a_plugin_installed_over_http_is_listed_inspected_and_used_without_a_restart()
     server.wait_status(created["id"].as_str().unwrap(), "succeeded");
     assert_eq!(target.value("c"), 100);
 
-    let (status, same) = install(&server, "", &probe);
+    let (status, same) = install(&server, "?allow_unsigned=true", &probe);
     assert_eq!(
         (status, &same["outcome"]),
         (200, &json!("unchanged")),
@@ -139,9 +139,13 @@ fn installing_over_a_plugin_upgrades_and_refuses_a_downgrade_unless_forced() {
     let dir = medic.data_dir().join("plugins");
     let server = Server::admin_with_plugin_dirs(&medic, &[&dir]);
     let v010 = probe_bytes(&medic);
-    assert_eq!(install(&server, "", &v010).0, 201);
+    assert_eq!(install(&server, "?allow_unsigned=true", &v010).0, 201);
 
-    let (status, up) = install(&server, "", &probe_as_version(&medic, "0.2.0"));
+    let (status, up) = install(
+        &server,
+        "?allow_unsigned=true",
+        &probe_as_version(&medic, "0.2.0"),
+    );
     assert_eq!(status, 201, "{up}");
     assert_eq!(
         (&up["outcome"], &up["previous"], &up["version"]),
@@ -150,7 +154,7 @@ fn installing_over_a_plugin_upgrades_and_refuses_a_downgrade_unless_forced() {
     );
     assert_eq!(installed_version(&server), "0.2.0");
 
-    let (status, problem) = install(&server, "", &v010);
+    let (status, problem) = install(&server, "?allow_unsigned=true", &v010);
     assert_eq!(status, 409, "a downgrade is refused: {problem}");
     assert!(
         problem["detail"]
@@ -158,7 +162,11 @@ fn installing_over_a_plugin_upgrades_and_refuses_a_downgrade_unless_forced() {
             .is_some_and(|d| d.contains("downgrade") && d.contains("0.2.0")),
         "{problem}"
     );
-    let (status, same) = install(&server, "", &probe_as_version(&medic, "0.2.0"));
+    let (status, same) = install(
+        &server,
+        "?allow_unsigned=true",
+        &probe_as_version(&medic, "0.2.0"),
+    );
     assert_eq!(status, 200, "the identical 0.2.0 build again: {same}");
     // Another build under the same version: a version should name one build.
     let mut rebuilt = probe_as_version(&medic, "0.2.0");
@@ -167,7 +175,7 @@ fn installing_over_a_plugin_upgrades_and_refuses_a_downgrade_unless_forced() {
         .position(|w| w == b"Test and")
         .expect("probe's description");
     rebuilt[at] = b't';
-    let (status, problem) = install(&server, "", &rebuilt);
+    let (status, problem) = install(&server, "?allow_unsigned=true", &rebuilt);
     assert_eq!(status, 409, "{problem}");
     assert!(
         problem["detail"]
@@ -177,7 +185,7 @@ fn installing_over_a_plugin_upgrades_and_refuses_a_downgrade_unless_forced() {
     );
     assert_eq!(installed_version(&server), "0.2.0", "nothing changed");
 
-    let (status, forced) = install(&server, "?force=true", &v010);
+    let (status, forced) = install(&server, "?force=true&allow_unsigned=true", &v010);
     assert_eq!(status, 201, "{forced}");
     assert_eq!(
         (&forced["outcome"], &forced["previous"]),
@@ -187,4 +195,46 @@ fn installing_over_a_plugin_upgrades_and_refuses_a_downgrade_unless_forced() {
     assert_eq!(installed_version(&server), "0.1.0");
     assert_eq!(std::fs::read(dir.join("probe.wasm")).unwrap(), v010);
     assert_eq!(files(&dir), ["probe.wasm"], "no temporary files left");
+}
+
+#[test]
+fn an_unsigned_or_badly_signed_upload_is_refused_with_what_to_do() {
+    let medic = Medic::new();
+    let dir = medic.data_dir().join("plugins");
+    let server = Server::admin_with_plugin_dirs(&medic, &[&dir]);
+    let probe = probe_bytes(&medic);
+
+    let (status, problem) = install(&server, "", &probe);
+    assert_eq!(status, 403, "unsigned without allow_unsigned: {problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("unsigned") && d.contains("allow_unsigned=true")),
+        "{problem}"
+    );
+    let (status, _, problem) = server.post_bytes_with(
+        "/v1/plugins",
+        "application/wasm",
+        &[("Medic-Signature", "not base64!")],
+        &probe,
+    );
+    assert_eq!(status, 400, "{problem}");
+    // "hello" in base64: decodes, but is no .minisig.
+    let (status, _, problem) = server.post_bytes_with(
+        "/v1/plugins",
+        "application/wasm",
+        &[("Medic-Signature", "aGVsbG8=")],
+        &probe,
+    );
+    assert_eq!(status, 403, "{problem}");
+    assert!(
+        problem["detail"].as_str().is_some_and(
+            |d| d.contains("Medic-Signature") && d.contains("not a minisign signature")
+        ),
+        "{problem}"
+    );
+    assert!(
+        !dir.join("probe.wasm").exists(),
+        "nothing refused is written"
+    );
 }

@@ -806,6 +806,10 @@ fn resume_over_the_server_carries_on_a_run_whose_process_died() {
         &["check_ms=3000"],
     ));
     let run = local.run_id();
+    // bump-b (mutating, beside slow-check) must have ended first: killed while it is
+    // in flight, it is rightly held at the resume, which is not what this tests (under
+    // load the kill landed there once).
+    server.wait_step(&run, "bump-b", "succeeded");
     server.wait_step(&run, "slow-check", "running");
     local.kill();
 

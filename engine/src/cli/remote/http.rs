@@ -255,6 +255,24 @@ impl Client {
         self.answer(what, req.send_json(body))
     }
 
+    /// POSTs `body` as `content_type` with the extra `headers`.
+    pub fn post_bytes(
+        &self,
+        what: &str,
+        path: &str,
+        content_type: &str,
+        headers: &[(&str, String)],
+        body: &[u8],
+    ) -> Result<Reply, Error> {
+        let mut req = self
+            .auth(self.agent.post(self.url(path)))
+            .header("content-type", content_type);
+        for (name, value) in headers {
+            req = req.header(*name, value);
+        }
+        self.answer(what, req.send(body))
+    }
+
     /// PATCHes `body` as JSON.
     pub fn patch(&self, what: &str, path: &str, body: &Value) -> Result<Reply, Error> {
         let req = self.auth(self.agent.patch(self.url(path)));

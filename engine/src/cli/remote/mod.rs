@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
+use super::plugin::{self, PluginCommand};
 use super::schedule::{self, ScheduleCommand};
 use super::{Command, PlansCommand, RunsCommand, exit, exit_for, parse_params, progress};
 use crate::run::{Entry, RunStatus};
@@ -123,6 +124,7 @@ impl Remote {
                 bail!("`medic serve` runs a server; it does not take --server (unset MEDIC_SERVER)")
             }
             Command::Schedule { command } => self.schedule(command),
+            Command::Plugin { command } => self.plugin(command),
             Command::Token { .. } => bail!(
                 "`medic token` works on medic's host, against its database: run it there without --server (unset MEDIC_SERVER)"
             ),
@@ -185,6 +187,60 @@ impl Remote {
             }
         }
         Ok(exit::SUCCEEDED)
+    }
+
+    /// `medic plugin ...` through `/v1/plugins`, printing what the local command prints.
+    fn plugin(&self, command: PluginCommand) -> Result<u8> {
+        match command {
+            PluginCommand::Install {
+                file,
+                signature,
+                allow_unsigned,
+                force,
+            } => {
+                let offered = plugin::read_offered(&file, signature.as_deref())?;
+                let mut headers = Vec::new();
+                if let Some((text, _)) = &offered.signature {
+                    use base64::Engine as _;
+                    headers.push((
+                        crate::api::SIGNATURE_HEADER,
+                        base64::engine::general_purpose::STANDARD.encode(text),
+                    ));
+                }
+                let path = format!("/v1/plugins?force={force}&allow_unsigned={allow_unsigned}");
+                let what = format!("installing {}", file.display());
+                let done = self
+                    .client
+                    .post_bytes(&what, &path, "application/wasm", &headers, &offered.bytes)?
+                    .body;
+                let s = |k: &str| done[k].as_str().unwrap_or("?").to_string();
+                plugin::print_installed(
+                    &s("name"),
+                    &s("version"),
+                    &s("outcome"),
+                    done["previous"].as_str(),
+                    done["signed_by"].as_str(),
+                    &format!("{} on {}", s("path"), self.client.base()),
+                );
+                Ok(exit::SUCCEEDED)
+            }
+            PluginCommand::List { json } => {
+                let list = self.client.get("listing plugins", "/v1/plugins")?;
+                plugin::print_list(&list, json)
+            }
+            PluginCommand::Inspect { plugin: p, json } => {
+                let (name, version) = plugin::plugin_ref(&p);
+                let doc = self.client.get(
+                    &format!("inspecting plugin {name}"),
+                    &format!("/v1/plugins/{}", segment(name)),
+                )?;
+                plugin::check_version(&doc, name, version)?;
+                plugin::print_doc(&doc, json)
+            }
+            PluginCommand::Keygen { .. } | PluginCommand::Sign { .. } => bail!(
+                "`medic plugin keygen` and `medic plugin sign` work on local files: run them without --server (unset MEDIC_SERVER)"
+            ),
+        }
     }
 
     /// How to call medic against this server, for the hints printed.

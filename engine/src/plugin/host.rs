@@ -261,7 +261,7 @@ impl Host {
             Box<dyn std::future::Future<Output = wasmtime::Result<R>> + Send + 'a>,
         >,
     {
-        let state = CallState::new(caller, access, &self.config, MEMORY_LIMIT);
+        let state = CallState::new(caller, access, &self.config, MEMORY_LIMIT, timeout);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         // Yield to tokio on every tick: the guest keeps running, but the timeout

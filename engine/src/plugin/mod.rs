@@ -4,6 +4,7 @@
 //!
 //! Files: `host` (engine, compile cache, one call in a fresh store), `wasi` (what a
 //! call's store may reach), `bindings` (the WIT bindings and their conversions),
+//! `sql` (the `sql` import: a call's sessions on the operator's MySQL connections),
 //! `catalog` (plan checks against installed plugins), `install` (listing the plugin
 //! dirs and installing a component into the first one).
 
@@ -21,12 +22,14 @@ mod catalog;
 mod config;
 mod host;
 mod install;
+mod sql;
 mod wasi;
 
 pub use catalog::{CheckedPlans, check_plan};
 pub use config::{HttpCredential, OperatorConfig, SqlConnection, SqlTls, read_secret};
 pub use host::{Host, MEMORY_LIMIT, OUTPUT_LIMIT};
 pub use install::{Install, InstallOutcome, Installed};
+pub use sql::ROW_SET_LIMIT;
 
 /// Whether `name` can be a plugin's name: it is the stem of its file (`NAME.wasm`),
 /// so ASCII letters, digits, `-` and `_` only; never a path like `../x`.

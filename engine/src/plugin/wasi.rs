@@ -12,6 +12,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use super::sql::Sessions;
 use super::{HostConfig, OperatorConfig};
 use crate::plan::Grants;
 
@@ -43,6 +44,8 @@ pub(super) struct CallState {
     pub artifacts_dir: Option<PathBuf>,
     /// Artifacts this call has appended to: its first append starts one afresh.
     pub artifacts_started: HashSet<String>,
+    /// The call's SQL sessions, closed (or killed mid-statement) with the store.
+    pub sql: Sessions,
     table: ResourceTable,
     pub limiter: MemoryLimiter,
     pub caller: Caller,
@@ -54,12 +57,14 @@ pub(super) struct CallState {
 const STDERR_CAPACITY: usize = 8 << 10;
 
 impl CallState {
-    /// `connect` holds the socket addresses the granted endpoints resolved to.
+    /// `connect` holds the socket addresses the granted endpoints resolved to;
+    /// `timeout` is the call's wall-clock limit (SQL connects stay within it).
     pub fn new(
         caller: Caller,
         access: Access,
         config: &HostConfig,
         memory_limit: usize,
+        timeout: std::time::Duration,
     ) -> CallState {
         let connect = Arc::new(access.connect);
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
@@ -87,6 +92,7 @@ impl CallState {
             operator: config.operator.clone(),
             artifacts_dir: config.artifacts_dir.clone(),
             artifacts_started: HashSet::new(),
+            sql: Sessions::new(timeout),
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(memory_limit),
             caller,

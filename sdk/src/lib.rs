@@ -27,6 +27,7 @@
 #[doc(hidden)]
 pub mod guest;
 pub mod log;
+pub mod sql;
 mod types;
 
 pub use serde_json::{self, Value, json};

@@ -28,6 +28,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const RETRYABLE_CODES: &[u16] = &[
     1040, 1053, 1152, 1158, 1159, 1160, 1161, 1205, 1213, 1927, 4031,
 ];
+const CONNECTING: &str = "connecting";
 /// After these the server has ended the session.
 const SESSION_ENDING_CODES: &[u16] = &[1053, 1152, 1927, 4031];
 
@@ -163,7 +164,7 @@ pub(super) async fn query(
                 });
             }
             Ok(Err(e)) => {
-                let (error, _) = fault(&name, config, &e, &scrub, "connecting");
+                let (error, _) = fault(&name, config, &e, &scrub, CONNECTING);
                 return Err(error);
             }
             Ok(Ok(conn)) => conn,
@@ -363,7 +364,11 @@ fn fault(
             SESSION_ENDING_CODES.contains(&s.code),
         ),
         Error::Io(io) => (
-            format!("{at}: {doing}: the connection failed: {io}"),
+            if doing == CONNECTING {
+                format!("{at}: {doing}: {io}")
+            } else {
+                format!("{at}: {doing}: the connection was lost: {io}")
+            },
             None,
             // A certificate the operator asked to verify will not become valid by
             // retrying; a refused or broken connection may recover.

@@ -32,21 +32,23 @@ pub fn session_action() -> Action {
     Action::new("sql-session", Effect::Mutating)
         .description(
             "Runs `statements` in order on `connection` in one call (one session), \
-             sleeping `pause_ms` between them; returns each one's result",
+             sleeping `pause_ms` between them; returns each one's result (with \
+             `keep_going`, a failed statement's error instead of failing)",
         )
         .params(json!({
             "type": "object",
             "properties": {
                 "connection": connection_schema(),
                 "statements": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-                "pause_ms": {"type": "integer", "minimum": 0}
+                "pause_ms": {"type": "integer", "minimum": 0},
+                "keep_going": {"type": "boolean"}
             },
             "required": ["connection", "statements"],
             "additionalProperties": false
         }))
         .output(json!({
             "type": "object",
-            "properties": {"results": {"type": "array", "items": row_set_schema()}},
+            "properties": {"results": {"type": "array", "items": {"type": "object"}}},
             "required": ["results"]
         }))
 }
@@ -92,6 +94,8 @@ pub fn session(action: &str, params: Value) -> Result<Value, Failure> {
         connection: String,
         statements: Vec<String>,
         pause_ms: Option<u64>,
+        #[serde(default)]
+        keep_going: bool,
     }
     let p: Params = medic_sdk::params(action, params)?;
     let mut results = Vec::new();
@@ -101,7 +105,15 @@ pub fn session(action: &str, params: Value) -> Result<Value, Failure> {
         {
             std::thread::sleep(std::time::Duration::from_millis(ms));
         }
-        results.push(sql::query(&p.connection, statement, &[])?.to_json());
+        match sql::query(&p.connection, statement, &[]) {
+            Ok(rows) => results.push(rows.to_json()),
+            Err(e) if p.keep_going => results.push(json!({
+                "error": e.message,
+                "code": e.code,
+                "retryable": e.retryable,
+            })),
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(json!({ "results": results }))
 }

@@ -253,6 +253,50 @@ fn statements_of_one_call_share_a_session_that_ends_with_the_call() {
 }
 
 #[test]
+fn a_session_killed_mid_call_is_not_silently_replaced() {
+    let db = MariaDb::shared();
+    // The plugin's session is the one connection using this database.
+    let name = db.fresh_database("killed");
+    let sql = Sql::new(&[primary(db, Some(&name))]);
+    let step = json!({
+        "id": "session",
+        "uses": "probe/sql-session",
+        "with": {
+            "connection": "primary",
+            "statements": ["SET @x = 41", "SELECT @x AS x", "SELECT @x AS x"],
+            "pause_ms": 2000,
+            "keep_going": true,
+        },
+    });
+    let (out, view) = std::thread::scope(|s| {
+        let run = s.spawn(|| sql.run(&["primary"], json!([step])));
+        let id = poll_until(
+            Duration::from_secs(20),
+            "the plugin's session",
+            || {
+                let id = db.sql(&format!(
+                    "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = '{name}'"
+                ));
+                (!id.trim().is_empty()).then(|| id.trim().to_string())
+            },
+            String::new,
+        );
+        db.sql(&format!("KILL {id}"));
+        run.join().unwrap()
+    });
+    out.expect_code(exit::SUCCEEDED, || view.pretty());
+    let results = &view.step("session").output["results"];
+    // The statement after the kill finds the connection gone...
+    assert_eq!(results[1]["retryable"], true, "{results:#}");
+    // ...and the next one is not run in a fresh session where @x would be NULL.
+    let third = results[2]["error"].as_str().unwrap_or_default();
+    assert!(
+        third.contains("session was lost") && results[2]["retryable"] == true,
+        "{results:#}"
+    );
+}
+
+#[test]
 fn an_ungranted_connection_is_refused_by_name_and_not_retried() {
     let db = MariaDb::shared();
     let sql = Sql::new(&[

@@ -83,7 +83,10 @@ impl MariaDb {
     pub fn sql(&self, statements: &str) -> String {
         let out = Command::new(client())
             .arg("--no-defaults")
-            .arg(format!("--socket={}", self.dir.join("mariadbd.sock").display()))
+            .arg(format!(
+                "--socket={}",
+                self.dir.join("mariadbd.sock").display()
+            ))
             .args(["-uroot", "--batch", "--skip-column-names", "-e", statements])
             .stdin(Stdio::null())
             .output()
@@ -101,7 +104,10 @@ impl MariaDb {
     pub fn spawn_sql(&self, statements: &str) -> std::process::Child {
         Command::new(client())
             .arg("--no-defaults")
-            .arg(format!("--socket={}", self.dir.join("mariadbd.sock").display()))
+            .arg(format!(
+                "--socket={}",
+                self.dir.join("mariadbd.sock").display()
+            ))
             .args(["-uroot", "--batch", "-e", statements])
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -476,8 +476,13 @@ fn typed_text(bytes: Vec<u8>, ty: ColumnType, unsigned: bool, charset: u16) -> w
             .map(wit::Value::Float)
             .unwrap_or_else(|| text(bytes)),
         MYSQL_TYPE_BIT | MYSQL_TYPE_GEOMETRY | MYSQL_TYPE_VECTOR => wit::Value::Bytes(bytes),
-        MYSQL_TYPE_VARCHAR | MYSQL_TYPE_VAR_STRING | MYSQL_TYPE_STRING | MYSQL_TYPE_TINY_BLOB
-        | MYSQL_TYPE_MEDIUM_BLOB | MYSQL_TYPE_LONG_BLOB | MYSQL_TYPE_BLOB
+        MYSQL_TYPE_VARCHAR
+        | MYSQL_TYPE_VAR_STRING
+        | MYSQL_TYPE_STRING
+        | MYSQL_TYPE_TINY_BLOB
+        | MYSQL_TYPE_MEDIUM_BLOB
+        | MYSQL_TYPE_LONG_BLOB
+        | MYSQL_TYPE_BLOB
             if charset == BINARY_CHARSET =>
         {
             wit::Value::Bytes(bytes)
@@ -513,7 +518,9 @@ mod tests {
     }
 
     fn column(ty: ColumnType, charset: u16, flags: ColumnFlags) -> Column {
-        Column::new(ty).with_character_set(charset).with_flags(flags)
+        Column::new(ty)
+            .with_character_set(charset)
+            .with_flags(flags)
     }
 
     #[test]
@@ -531,21 +538,26 @@ mod tests {
         let date = column(ColumnType::MYSQL_TYPE_DATE, 63, ColumnFlags::empty());
         let bytes = |s: &str| Value::Bytes(s.as_bytes().to_vec());
         same(value_to_wit(bytes("-42"), &int), wit::Value::Int(-42));
-        same(value_to_wit(bytes("18446744073709551615"), &uint),
-            wit::Value::Uint(u64::MAX)
+        same(
+            value_to_wit(bytes("18446744073709551615"), &uint),
+            wit::Value::Uint(u64::MAX),
         );
         same(value_to_wit(bytes("1.5"), &double), wit::Value::Float(1.5));
-        same(value_to_wit(bytes("12.30"), &decimal),
-            wit::Value::Text("12.30".into())
+        same(
+            value_to_wit(bytes("12.30"), &decimal),
+            wit::Value::Text("12.30".into()),
         );
-        same(value_to_wit(Value::Bytes(vec![0, 255]), &blob),
-            wit::Value::Bytes(vec![0, 255])
+        same(
+            value_to_wit(Value::Bytes(vec![0, 255]), &blob),
+            wit::Value::Bytes(vec![0, 255]),
         );
-        same(value_to_wit(bytes("héllo"), &text),
-            wit::Value::Text("héllo".into())
+        same(
+            value_to_wit(bytes("héllo"), &text),
+            wit::Value::Text("héllo".into()),
         );
-        same(value_to_wit(bytes("2026-11-23"), &date),
-            wit::Value::Text("2026-11-23".into())
+        same(
+            value_to_wit(bytes("2026-11-23"), &date),
+            wit::Value::Text("2026-11-23".into()),
         );
         same(value_to_wit(Value::NULL, &int), wit::Value::Null);
     }
@@ -555,24 +567,24 @@ mod tests {
         let date = column(ColumnType::MYSQL_TYPE_DATE, 63, ColumnFlags::empty());
         let datetime = column(ColumnType::MYSQL_TYPE_DATETIME, 63, ColumnFlags::empty());
         let time = column(ColumnType::MYSQL_TYPE_TIME, 63, ColumnFlags::empty());
-        same(value_to_wit(Value::Date(2026, 11, 23, 0, 0, 0, 0), &date),
-            wit::Value::Text("2026-11-23".into())
+        same(
+            value_to_wit(Value::Date(2026, 11, 23, 0, 0, 0, 0), &date),
+            wit::Value::Text("2026-11-23".into()),
         );
-        same(value_to_wit(Value::Date(2026, 11, 23, 20, 5, 9, 120), &datetime),
-            wit::Value::Text("2026-11-23 20:05:09.000120".into())
+        same(
+            value_to_wit(Value::Date(2026, 11, 23, 20, 5, 9, 120), &datetime),
+            wit::Value::Text("2026-11-23 20:05:09.000120".into()),
         );
-        same(value_to_wit(Value::Time(true, 1, 2, 3, 4, 0), &time),
-            wit::Value::Text("-26:03:04".into())
+        same(
+            value_to_wit(Value::Time(true, 1, 2, 3, 4, 0), &time),
+            wit::Value::Text("-26:03:04".into()),
         );
     }
 
     #[test]
     fn a_quoted_password_is_scrubbed() {
         let scrub = Scrub(Some("hunter2"));
-        assert_eq!(
-            scrub.apply("bad: hunter2!".to_string()),
-            "bad: <password>!"
-        );
+        assert_eq!(scrub.apply("bad: hunter2!".to_string()), "bad: <password>!");
         assert_eq!(Scrub(Some("")).apply("x".to_string()), "x");
     }
 }

@@ -219,7 +219,8 @@ fn a_granted_connection_runs_statements_with_params_and_maps_values() {
         assert_eq!(output["rows"], expected, "{step}\n{}", view.pretty());
     }
     assert_eq!(
-        db.sql(&format!("SELECT name FROM {name}.t WHERE id = 1")).trim(),
+        db.sql(&format!("SELECT name FROM {name}.t WHERE id = 1"))
+            .trim(),
         "héllo"
     );
     // The guest was only ever handed the connection's name.
@@ -410,7 +411,10 @@ fn a_server_error_keeps_its_code_and_a_refused_connection_is_retryable() {
     out.expect_code(exit::FAILED, || view.pretty());
     let denied = failures(&view, "denied");
     assert_eq!(denied.len(), 1, "{denied:?}");
-    assert!(!denied[0].1 && denied[0].2.contains("error 1044"), "{denied:?}");
+    assert!(
+        !denied[0].1 && denied[0].2.contains("error 1044"),
+        "{denied:?}"
+    );
     let down = failures(&view, "down");
     assert_eq!(
         down.iter().map(|f| (f.0, f.1)).collect::<Vec<_>>(),

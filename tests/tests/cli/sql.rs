@@ -428,6 +428,38 @@ fn a_server_error_keeps_its_code_and_a_refused_connection_is_retryable() {
 }
 
 #[test]
+fn a_server_that_never_answers_times_out_connecting_and_is_retryable() {
+    // Accepts connections and never sends the server's greeting.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let held = std::thread::spawn(move || {
+        // Holds the first connection until medic gives up on it and closes it.
+        if let Some(Ok(mut stream)) = listener.incoming().next() {
+            let _ = std::io::Read::read(&mut stream, &mut [0u8; 64]);
+        }
+    });
+    let sql = Sql::new(&[Connection {
+        name: "mute",
+        address,
+        ..primary(MariaDb::shared(), None)
+    }]);
+    let mut step = query("q", "mute", "SELECT 1", json!([]));
+    // Longer than the connect timeout (10 s): the connect gives up first.
+    step["timeout"] = json!("30s");
+    let started = std::time::Instant::now();
+    let (out, view) = sql.run(&["mute"], json!([step]));
+    let took = started.elapsed();
+    out.expect_code(exit::FAILED, || view.pretty());
+    let failed = failures(&view, "q");
+    assert!(
+        failed[0].1 && failed[0].2.contains("connecting timed out after 10s"),
+        "{failed:?}"
+    );
+    assert!(took < Duration::from_secs(25), "took {took:?}");
+    held.join().unwrap();
+}
+
+#[test]
 fn tls_required_against_a_server_without_tls_fails_without_retry() {
     let db = MariaDb::shared();
     let sql = Sql::new(&[Connection {

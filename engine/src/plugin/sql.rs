@@ -13,7 +13,7 @@ use mysql_async::{Column, Conn, Opts, OptsBuilder, QueryResult, SslOpts, Value};
 use tokio::time::Instant;
 
 use super::bindings::sql as wit;
-use super::config::{SqlConnection, SqlTls, read_secret};
+use super::config::{OperatorConfig, SqlConnection, SqlTls, read_secret};
 use super::wasi::CallState;
 
 /// Largest row set one statement may return (an estimate of its size in the guest:
@@ -103,27 +103,20 @@ impl Drop for Sessions {
     }
 }
 
-/// `query(connection, statement, params)` of the guest `state.caller`.
+/// `query(connection, statement, params)` of the guest `state.caller`: runs the
+/// statement in the call's session on `name`, opening it on first use.
 pub(super) async fn query(
     state: &mut CallState,
     name: String,
     statement: String,
     params: Vec<wit::Value>,
 ) -> Result<wit::RowSet, wit::SqlError> {
-    if !state.grants.sql.contains(&name) {
-        return Err(refused(format!(
-            "SQL connection `{name}` is not granted to plugin `{}`: list it under the plan's \
-             `grants: {{ sql: [{name}] }}` for this plugin",
-            state.caller.plugin
-        )));
-    }
-    let Some(config) = state.operator.sql.get(&name) else {
-        return Err(refused(format!(
-            "SQL connection `{name}` is not configured: add a [sql.{name}] section (address, \
-             user, password_secret) to medic's configuration (medic.toml)"
-        )));
-    };
-    if let Some(why) = state.sql.lost.get(&name) {
+    // Its own handle, so the config can be borrowed while the sessions change.
+    let operator = state.operator.clone();
+    let (config, password) = resolve(&operator, &state.grants.sql, &state.caller.plugin, &name)?;
+    let scrub = Scrub(password.as_deref());
+    let sessions = &mut state.sql;
+    if let Some(why) = sessions.lost.get(&name) {
         return Err(wit::SqlError {
             message: format!(
                 "SQL connection `{name}`: this call's session was lost ({why}); its variables, \
@@ -133,80 +126,33 @@ pub(super) async fn query(
             retryable: true,
         });
     }
-    let password = match &config.password_secret {
-        Some(secret) => Some(
-            read_secret(state.operator.secrets_dir.as_deref(), secret).map_err(|e| {
-                refused(format!(
-                    "SQL connection `{name}`: its password_secret `{secret}`: {e}"
-                ))
-            })?,
-        ),
-        None => None,
-    };
-    let scrub = Scrub(password.as_deref());
-    let sessions = &mut state.sql;
     if !sessions.open.contains_key(&name) {
-        let opts = opts(&name, config, password.clone())?;
-        let left = sessions
-            .deadline
-            .saturating_duration_since(Instant::now())
-            .min(CONNECT_TIMEOUT);
-        let conn = match tokio::time::timeout(left, Conn::new(opts.clone())).await {
-            Err(_) => {
-                return Err(wit::SqlError {
-                    message: format!(
-                        "SQL connection `{name}` ({}): connecting timed out after {}",
-                        config.address,
-                        humantime::format_duration(left)
-                    ),
-                    code: None,
-                    retryable: true,
-                });
-            }
-            Ok(Err(e)) => {
-                let (error, _) = fault(&name, config, &e, &scrub, CONNECTING);
-                return Err(error);
-            }
-            Ok(Ok(conn)) => conn,
-        };
+        let session = connect(&name, config, password.clone(), sessions.deadline, &scrub).await?;
         tracing::debug!(
             plugin = %state.caller.plugin,
             connection = %name,
-            thread = conn.id(),
+            thread = session.conn.id(),
             "opened SQL session"
         );
-        sessions.open.insert(
-            name.clone(),
-            Session {
-                conn,
-                opts,
-                busy: false,
-            },
-        );
+        sessions.open.insert(name.clone(), session);
     }
     let session = sessions
         .open
         .get_mut(&name)
         .expect("opened above if it was not open");
+
+    let started = std::time::Instant::now();
+    // Stays set if this future is dropped (the call timed out) before the end.
     session.busy = true;
-    let params: Vec<Value> = params.into_iter().map(value_from_wit).collect();
-    let outcome = if params.is_empty() {
-        // The text protocol: one round trip, and statements that cannot be prepared
-        // (some administrative ones) work too.
-        match session.conn.query_iter(statement.as_str()).await {
-            Ok(mut result) => collect(&mut result, &name, &statement).await,
-            Err(e) => Err(Outcome::Driver(e)),
-        }
-    } else {
-        match session
-            .conn
-            .exec_iter(statement.as_str(), mysql_async::Params::Positional(params))
-            .await
-        {
-            Ok(mut result) => collect(&mut result, &name, &statement).await,
-            Err(e) => Err(Outcome::Driver(e)),
-        }
-    };
+    let outcome = execute(&mut session.conn, &name, &statement, params).await;
+    tracing::debug!(
+        plugin = %state.caller.plugin,
+        connection = %name,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        rows = outcome.as_ref().map_or(0, |r| r.rows.len()),
+        ok = outcome.is_ok(),
+        "ran SQL statement"
+    );
     match outcome {
         Ok(rows) => {
             session.busy = false;
@@ -228,6 +174,89 @@ pub(super) async fn query(
             }
             Err(error)
         }
+    }
+}
+
+/// The operator's connection `name`, if the plan grants it, and its password.
+fn resolve<'a>(
+    operator: &'a OperatorConfig,
+    granted: &[String],
+    plugin: &str,
+    name: &str,
+) -> Result<(&'a SqlConnection, Option<String>), wit::SqlError> {
+    if !granted.iter().any(|g| g == name) {
+        return Err(refused(format!(
+            "SQL connection `{name}` is not granted to plugin `{plugin}`: list it under the plan's \
+             `grants: {{ sql: [{name}] }}` for this plugin"
+        )));
+    }
+    let Some(config) = operator.sql.get(name) else {
+        return Err(refused(format!(
+            "SQL connection `{name}` is not configured: add a [sql.{name}] section (address, \
+             user, password_secret) to medic's configuration (medic.toml)"
+        )));
+    };
+    let password = match &config.password_secret {
+        Some(secret) => Some(
+            read_secret(operator.secrets_dir.as_deref(), secret).map_err(|e| {
+                refused(format!(
+                    "SQL connection `{name}`: its password_secret `{secret}`: {e}"
+                ))
+            })?,
+        ),
+        None => None,
+    };
+    Ok((config, password))
+}
+
+/// Opens a session, giving up after [`CONNECT_TIMEOUT`] or at the call's deadline.
+async fn connect(
+    name: &str,
+    config: &SqlConnection,
+    password: Option<String>,
+    deadline: Instant,
+    scrub: &Scrub<'_>,
+) -> Result<Session, wit::SqlError> {
+    let opts = opts(name, config, password)?;
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .min(CONNECT_TIMEOUT);
+    match tokio::time::timeout(left, Conn::new(opts.clone())).await {
+        Err(_) => Err(wit::SqlError {
+            message: format!(
+                "SQL connection `{name}` ({}): connecting timed out after {}",
+                config.address,
+                humantime::format_duration(left)
+            ),
+            code: None,
+            retryable: true,
+        }),
+        Ok(Err(e)) => Err(fault(name, config, &e, scrub, CONNECTING).0),
+        Ok(Ok(conn)) => Ok(Session {
+            conn,
+            opts,
+            busy: false,
+        }),
+    }
+}
+
+/// Runs one statement: the text protocol without params (one round trip, and
+/// statements that cannot be prepared work too), a prepared statement with them.
+async fn execute(
+    conn: &mut Conn,
+    name: &str,
+    statement: &str,
+    params: Vec<wit::Value>,
+) -> Result<wit::RowSet, Outcome> {
+    if params.is_empty() {
+        let mut result = conn.query_iter(statement).await?;
+        collect(&mut result, name, statement).await
+    } else {
+        let params = params.into_iter().map(value_from_wit).collect();
+        let mut result = conn
+            .exec_iter(statement, mysql_async::Params::Positional(params))
+            .await?;
+        collect(&mut result, name, statement).await
     }
 }
 

@@ -239,14 +239,18 @@ fn statements_of_one_call_share_a_session_that_ends_with_the_call() {
                 "uses": "probe/sql-session",
                 "with": {
                     "connection": "primary",
-                    "statements": ["SET @x = 41", "SELECT @x + 1 AS y, CONNECTION_ID() AS id"],
+                    // The second holds two result sets: the first is returned, the
+            // other drained, and the session goes on.
+            "statements": ["SET @x = 41", "SELECT 1 AS a; SELECT 2 AS b", "SELECT @x + 1 AS y, CONNECTION_ID() AS id"],
                 }
             },
             query("next-call", "primary", "SELECT @x AS x, CONNECTION_ID() AS id", json!([])),
         ]),
     );
     out.expect_code(exit::SUCCEEDED, || view.pretty());
-    let session = &view.step("session").output["results"][1]["rows"][0];
+    let results = &view.step("session").output["results"];
+    assert_eq!(results[1]["rows"], json!([{"a": 1}]), "{}", view.pretty());
+    let session = &results[2]["rows"][0];
     assert_eq!(session["y"], 42, "{}", view.pretty());
     let next = &view.step("next-call").output["rows"][0];
     assert_eq!(next["x"], Value::Null, "a new call gets a new session");

@@ -611,6 +611,53 @@ mod tests {
     }
 
     #[test]
+    fn errors_are_classified_by_server_code_and_connection_state() {
+        let config = SqlConnection {
+            address: "127.0.0.1:3306".into(),
+            user: "medic".into(),
+            password_secret: Some("pw".into()),
+            database: None,
+            tls: SqlTls::Off,
+        };
+        let scrub = Scrub(Some("hunter2"));
+        let server = |code: u16, message: &str| {
+            let e = mysql_async::Error::Server(mysql_async::ServerError {
+                code,
+                message: message.into(),
+                state: "HY000".into(),
+            });
+            let (error, lost) = fault("primary", &config, &e, &scrub, "running a statement");
+            (error.code, error.retryable, lost, error.message)
+        };
+        for code in [1205, 1213, 1040] {
+            let (got, retryable, lost, _) = server(code, "x");
+            assert!(got == Some(code) && retryable && !lost, "{code}");
+        }
+        for code in [1053, 1927] {
+            let (_, retryable, lost, _) = server(code, "x");
+            assert!(retryable && lost, "{code}");
+        }
+        for code in [1045, 1064, 1146] {
+            let (_, retryable, lost, _) = server(code, "x");
+            assert!(!retryable && !lost, "{code}");
+        }
+        let (_, _, _, message) = server(1045, "Access denied (hunter2)");
+        assert!(
+            !message.contains("hunter2") && message.contains("primary"),
+            "{message}"
+        );
+
+        let refused = mysql_async::Error::Io(mysql_async::IoError::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )));
+        let (error, _) = fault("primary", &config, &refused, &scrub, CONNECTING);
+        assert!(error.retryable && error.code.is_none(), "{}", error.message);
+        let closed = mysql_async::Error::Driver(mysql_async::DriverError::ConnectionClosed);
+        let (error, lost) = fault("primary", &config, &closed, &scrub, "running a statement");
+        assert!(error.retryable && lost);
+    }
+
+    #[test]
     fn a_quoted_password_is_scrubbed() {
         let scrub = Scrub(Some("hunter2"));
         assert_eq!(scrub.apply("bad: hunter2!".to_string()), "bad: <password>!");

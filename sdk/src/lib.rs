@@ -28,6 +28,7 @@
 pub mod guest;
 pub mod http;
 pub mod log;
+pub mod sql;
 mod types;
 
 pub use serde_json::{self, Value, json};

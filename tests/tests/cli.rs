@@ -33,6 +33,8 @@ mod run;
 mod runs_api;
 #[path = "cli/schedules.rs"]
 mod schedules;
+#[path = "cli/sql.rs"]
+mod sql;
 #[path = "cli/validate.rs"]
 mod validate;
 

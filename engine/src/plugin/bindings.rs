@@ -1,6 +1,6 @@
 //! The host side of `sdk/wit/plugin.wit`: generated bindings, conversions from the
-//! WIT records to the module's public types, and the `host` import (log, progress,
-//! secrets, artifacts).
+//! WIT records to the module's public types, the `host` import (log, progress,
+//! secrets, artifacts) and the `sql` import (which runs in `sql.rs`).
 
 use serde_json::Value;
 
@@ -15,7 +15,10 @@ mod generated {
         path: "../sdk/wit",
         world: "plugin",
         // Exports run on a fiber so the epoch ticker can make a busy guest yield and
-        // a tokio timeout can drop the call. `log` stays synchronous: it never blocks.
+        // a tokio timeout can drop the call. `host` stays synchronous: it never blocks
+        // for long. `sql.query` waits on a server, so it is async: a slow statement
+        // parks the call instead of a tokio worker, and the timeout still drops it.
+        imports: { "medic:plugin/sql.query": async },
         exports: { default: async },
     });
 }
@@ -149,19 +152,13 @@ impl CallState {
 }
 
 impl sql::Host for CallState {
-    fn query(
+    async fn query(
         &mut self,
         connection: String,
-        _statement: String,
-        _params: Vec<sql::Value>,
+        statement: String,
+        params: Vec<sql::Value>,
     ) -> Result<sql::RowSet, sql::SqlError> {
-        Err(sql::SqlError {
-            message: format!(
-                "SQL connection `{connection}`: the sql interface is not available in this medic yet"
-            ),
-            code: None,
-            retryable: false,
-        })
+        super::sql::query(self, connection, statement, params).await
     }
 }
 

@@ -4,6 +4,8 @@
 //! host attaches to HTTP requests. Plans grant names; only this file says what a name
 //! means, so a plan never carries an address's password.
 //!
+//! Documented for operators in docs/configuration.md.
+//!
 //! ```toml
 //! # One file per secret, named after it (the Docker / Kubernetes secrets layout).
 //! secrets_dir = "/etc/medic/secrets"
@@ -63,7 +65,8 @@ pub enum SqlTls {
     Off,
     /// TLS, without checking the server's certificate.
     Required,
-    /// TLS, checking the certificate against the system's roots.
+    /// TLS, checking the certificate and host name against the Mozilla root store
+    /// built into medic (webpki-roots).
     Verify,
 }
 

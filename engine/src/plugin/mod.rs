@@ -6,6 +6,7 @@
 //! fresh store), `cache` (compiled components kept on disk between processes),
 //! `wasi` (what a call's store may reach), `http` (outgoing `wasi:http`: granted
 //! origins only, on addresses checked by the host, with the operator's credentials),
+//! `sql` (the `sql` import: a call's sessions on the operator's MySQL connections),
 //! `config` (the operator's medic.toml: secrets, SQL connections, HTTP credentials),
 //! `bindings` (the WIT bindings and their conversions), `catalog` (plan checks against
 //! installed plugins), `install` (listing the plugin dirs, inspecting one, installing
@@ -29,6 +30,7 @@ mod config;
 mod host;
 mod http;
 mod install;
+mod sql;
 mod trust;
 mod wasi;
 
@@ -38,6 +40,7 @@ pub use catalog::{CheckedPlans, check_plan};
 pub use config::{HttpCredential, OperatorConfig, SqlConnection, SqlTls, read_secret};
 pub use host::{Host, MEMORY_LIMIT, OUTPUT_LIMIT, POOL_INSTANCES};
 pub use install::{Inspected, Install, InstallOptions, InstallOutcome, Installed};
+pub use sql::ROW_SET_LIMIT;
 pub use trust::{Signer, TrustedKeys, keygen, sign};
 
 /// Whether `name` can be a plugin's name: it is the stem of its file (`NAME.wasm`),

@@ -16,6 +16,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::http::{GrantedOrigin, Hooks};
+use super::sql::Sessions;
 use super::{HostConfig, OperatorConfig, ProgressSink};
 use crate::plan::Grants;
 
@@ -51,6 +52,8 @@ pub(super) struct CallState {
     pub artifacts_dir: Option<PathBuf>,
     /// Artifacts this call has appended to: its first append starts one afresh.
     pub artifacts_started: HashSet<String>,
+    /// The call's SQL sessions, closed (or killed mid-statement) with the store.
+    pub sql: Sessions,
     table: ResourceTable,
     http_ctx: WasiHttpCtx,
     http: Hooks,
@@ -70,7 +73,8 @@ const STDERR_CAPACITY: usize = 8 << 10;
 
 impl CallState {
     /// `connect` holds the socket addresses the granted endpoints resolved to;
-    /// `timeout` is the call's wall-clock limit, which bounds its HTTP waits.
+    /// `timeout` is the call's wall-clock limit, which bounds its HTTP waits and its
+    /// SQL connects.
     pub fn new(
         caller: Caller,
         access: Access,
@@ -110,6 +114,7 @@ impl CallState {
             operator: config.operator.clone(),
             artifacts_dir: config.artifacts_dir.clone(),
             artifacts_started: HashSet::new(),
+            sql: Sessions::new(timeout),
             table: ResourceTable::new(),
             http_ctx: WasiHttpCtx::new(),
             http,

@@ -6,6 +6,7 @@
 mod counter;
 mod http;
 mod net;
+mod sql;
 
 use std::time::Duration;
 
@@ -21,7 +22,7 @@ impl Plugin for Probe {
         Manifest::new(
             "probe",
             env!("CARGO_PKG_VERSION"),
-            "Test and diagnostics actions: no-op, sleep, TCP/HTTP checks, a counter",
+            "Test and diagnostics actions: no-op, sleep, TCP/HTTP checks, a counter, SQL",
         )
         .action(
             Action::new("noop", Effect::ReadOnly)
@@ -128,6 +129,8 @@ impl Plugin for Probe {
                 .output(counter::output_schema())
                 .inverse("counter-add"),
         )
+        .action(sql::query_action())
+        .action(sql::session_action())
     }
 
     fn invoke(ctx: &Context, action: &str, params: Value) -> Result<Value, Failure> {
@@ -143,6 +146,8 @@ impl Plugin for Probe {
             "progress" => http::progress(action, params),
             "counter-add" => counter::add(ctx, action, params, 1),
             "counter-sub" => counter::add(ctx, action, params, -1),
+            "sql-query" => sql::query(action, params),
+            "sql-session" => sql::session(action, params),
             other => Err(Failure::unknown_action(other)),
         }
     }
@@ -150,6 +155,10 @@ impl Plugin for Probe {
     fn observe(ctx: &Context, action: &str, params: Value) -> Result<Observation, Failure> {
         match action {
             "counter-add" | "counter-sub" => counter::observe(ctx, action, params),
+            // A statement's effect is whatever it was: the probe cannot tell.
+            "sql-query" | "sql-session" => Ok(Observation::Unknown(format!(
+                "`{action}` runs arbitrary SQL; look at the server"
+            ))),
             // Read-only actions leave no effect to find: running them again is both
             // safe and the only way to get their output.
             "noop" | "sleep" | "spin" | "alloc" | "crash" | "tcp-check" | "http-check"

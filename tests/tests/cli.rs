@@ -15,6 +15,8 @@ mod crash;
 mod metrics_api;
 #[path = "cli/openapi.rs"]
 mod openapi;
+#[path = "cli/plugin_guide.rs"]
+mod plugin_guide;
 #[path = "cli/plugins_api.rs"]
 mod plugins_api;
 #[path = "cli/registry.rs"]

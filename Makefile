@@ -30,6 +30,7 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --release --workspace --all-targets -- -D warnings
 	cd plugins && cargo fmt --all -- --check && cargo clippy --release --target wasm32-wasip2 -- -D warnings
+	cd sdk/template && cargo fmt -- --check && cargo clippy --release --target wasm32-wasip2 -- -D warnings
 
 # Prints engine throughput, per-step overhead and the machine's SQLite commit limit,
 # then load on the real `medic serve` (submissions/s, latency, GET /v1/runs/{id}/s).

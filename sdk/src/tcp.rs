@@ -118,8 +118,18 @@ mod tests {
         let err = socket_addrs("db.example:3306").unwrap_err();
         assert!(!err.retryable);
         assert!(err.message.contains("cannot look up host names"), "{err}");
-        assert!(socket_addrs("db.example").unwrap_err().message.contains("HOST:PORT"));
-        assert!(socket_addrs("h:99999").unwrap_err().message.contains("port"));
+        assert!(
+            socket_addrs("db.example")
+                .unwrap_err()
+                .message
+                .contains("HOST:PORT")
+        );
+        assert!(
+            socket_addrs("h:99999")
+                .unwrap_err()
+                .message
+                .contains("port")
+        );
     }
 
     #[test]
@@ -130,7 +140,9 @@ mod tests {
             let (stream, _) = listener.accept().unwrap();
             let mut line = String::new();
             BufReader::new(&stream).read_line(&mut line).unwrap();
-            (&stream).write_all(format!("ECHO {line}").as_bytes()).unwrap();
+            (&stream)
+                .write_all(format!("ECHO {line}").as_bytes())
+                .unwrap();
         });
         let reply = exchange_line(&address, "PING", Some(Duration::from_secs(5))).unwrap();
         assert_eq!(reply, "ECHO PING");

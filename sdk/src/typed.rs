@@ -233,7 +233,9 @@ pub fn parse_params<T: DeserializeOwned>(action: &str, params: Value) -> Result<
         } else {
             format!(" at `{path}`")
         };
-        Failure::permanent(format!("params of action `{action}` do not fit{at}: {inner}"))
+        Failure::permanent(format!(
+            "params of action `{action}` do not fit{at}: {inner}"
+        ))
     })
 }
 
@@ -298,7 +300,10 @@ mod tests {
         type Output = BumpOutput;
 
         fn invoke(ctx: &Context, p: BumpParams) -> Result<BumpOutput, Failure> {
-            CALLS.with(|c| c.borrow_mut().push(format!("bump {} {}", p.counter, ctx.attempt)));
+            CALLS.with(|c| {
+                c.borrow_mut()
+                    .push(format!("bump {} {}", p.counter, ctx.attempt))
+            });
             Ok(BumpOutput { value: p.amount })
         }
 
@@ -306,7 +311,9 @@ mod tests {
             Ok(if p.dry_run {
                 Observation::NotDone
             } else {
-                Observation::Done(BumpOutput { value: p.amount * 10 })
+                Observation::Done(BumpOutput {
+                    value: p.amount * 10,
+                })
             })
         }
     }
@@ -360,12 +367,19 @@ mod tests {
         assert_eq!(p["type"], "object");
         assert_eq!(p["additionalProperties"], false, "{p:#}");
         // `dry_run` has a serde default, so it is not required.
-        assert_eq!(p["required"], json!(["counter", "amount", "target"]), "{p:#}");
+        assert_eq!(
+            p["required"],
+            json!(["counter", "amount", "target"]),
+            "{p:#}"
+        );
         assert_eq!(p["properties"]["counter"]["type"], "string");
         assert_eq!(p["properties"]["counter"]["description"], "Which counter.");
         assert_eq!(p["properties"]["amount"]["type"], "integer");
         assert_eq!(p["properties"]["dry_run"]["type"], "boolean");
-        assert!(p.get("$schema").is_none() && p.get("title").is_none(), "{p:#}");
+        assert!(
+            p.get("$schema").is_none() && p.get("title").is_none(),
+            "{p:#}"
+        );
         assert_eq!(bump.output_schema["properties"]["value"]["type"], "integer");
         assert_eq!(bump.output_schema["required"], json!(["value"]));
 
@@ -400,7 +414,8 @@ mod tests {
         .unwrap_err();
         assert!(!err.retryable);
         assert!(
-            err.message.starts_with("params of action `bump` do not fit at `amount`: invalid type"),
+            err.message
+                .starts_with("params of action `bump` do not fit at `amount`: invalid type"),
             "{}",
             err.message
         );
@@ -413,7 +428,9 @@ mod tests {
         .unwrap_err();
         assert!(
             err.message.contains("action `bump`")
-                && err.message.contains("at `target.adress`: unknown field `adress`"),
+                && err
+                    .message
+                    .contains("at `target.adress`: unknown field `adress`"),
             "{}",
             err.message
         );

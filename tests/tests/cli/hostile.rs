@@ -81,7 +81,8 @@ fn assert_still_serving(server: &Server, after: &str) {
     assert_eq!(status, 200, "/healthz after {after}: {body}");
     let (run, view) = submit_and_finish(server, PROBE_PLAN);
     assert_eq!(
-        view["run"]["status"], "succeeded",
+        view["run"]["status"],
+        "succeeded",
         "a run after {after} should succeed\n{}",
         server.describe(&run)
     );
@@ -106,13 +107,19 @@ fn each_hostile_action_is_contained_as_a_step_error_and_medic_keeps_serving() {
         (
             "connect",
             json!({ "address": bystander.address() }),
-            vec![format!("connecting to {}: Permission denied", bystander.address())],
+            vec![format!(
+                "connecting to {}: Permission denied",
+                bystander.address()
+            )],
         ),
         ("spin", json!({}), vec!["timed out after 3s".into()]),
         (
             "alloc",
             json!({ "mib": 1024 }),
-            vec!["plugin broke its memory limit".into(), "the limit is 64 MiB".into()],
+            vec![
+                "plugin broke its memory limit".into(),
+                "the limit is 64 MiB".into(),
+            ],
         ),
         (
             // 100 MB never fits in 64 MiB of memory: it breaks that limit first.
@@ -123,12 +130,18 @@ fn each_hostile_action_is_contained_as_a_step_error_and_medic_keeps_serving() {
         (
             "big-output",
             json!({ "mib": 2 }),
-            vec!["plugin broke its output size limit".into(), "the limit is 1048576".into()],
+            vec![
+                "plugin broke its output size limit".into(),
+                "the limit is 1048576".into(),
+            ],
         ),
         (
             "panic",
             json!({}),
-            vec!["plugin trapped".into(), "hostile plugin panics on purpose".into()],
+            vec![
+                "plugin trapped".into(),
+                "hostile plugin panics on purpose".into(),
+            ],
         ),
         (
             "secret",
@@ -139,7 +152,8 @@ fn each_hostile_action_is_contained_as_a_step_error_and_medic_keeps_serving() {
 
     for (action, with, expected) in attacks {
         let what = format!("hostile/{action} {with}");
-        let (run, view) = submit_and_finish(&server, &attack_plan("hostile", action, &with, &grants));
+        let (run, view) =
+            submit_and_finish(&server, &attack_plan("hostile", action, &with, &grants));
         let step = &view["steps"][0];
         assert_eq!(
             (view["run"]["status"].as_str(), step["status"].as_str()),
@@ -155,7 +169,11 @@ fn each_hostile_action_is_contained_as_a_step_error_and_medic_keeps_serving() {
                 server.describe(&run)
             );
         }
-        assert!(step["output"].is_null(), "{what} produced an output: {}", step["output"]);
+        assert!(
+            step["output"].is_null(),
+            "{what} produced an output: {}",
+            step["output"]
+        );
         bystander.assert_untouched(&what);
         assert_still_serving(&server, &what);
     }
@@ -195,14 +213,17 @@ fn http_to_an_ungranted_origin_never_leaves_the_sandbox() {
             });
             let step = &view["steps"][0];
             assert_eq!(
-                step["status"], "failed",
+                step["status"],
+                "failed",
                 "HTTP to an ungranted origin must fail\n{}",
                 server.describe(&run)
             );
             let error = step["error"].as_str().unwrap_or_default();
             assert!(
-                error.contains(&origin.address()) || error.contains("not granted")
-                    || error.contains("Denied") || error.contains("denied"),
+                error.contains(&origin.address())
+                    || error.contains("not granted")
+                    || error.contains("Denied")
+                    || error.contains("denied"),
                 "the step error should say the origin was refused: {error}"
             );
         }

@@ -59,7 +59,7 @@ fn sh(dir: &Path, script: &str, env: &[(&str, &std::ffi::OsStr)], timeout: Durat
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd
+    let child = cmd
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -106,7 +106,11 @@ fn the_plugin_guide_builds_the_template_and_medic_runs_it() {
         Duration::from_secs(600),
     );
     let wasm = medic.dir().join("plugins/hello.wasm");
-    assert!(wasm.is_file(), "the build block should leave {}", wasm.display());
+    assert!(
+        wasm.is_file(),
+        "the build block should leave {}",
+        wasm.display()
+    );
 
     // Any TCP server will do for `ping`; the kernel completes the handshake from the
     // backlog, no accept needed.
@@ -119,16 +123,18 @@ fn the_plugin_guide_builds_the_template_and_medic_runs_it() {
     );
     let run_block = run_block.replace(GUIDE_ADDRESS, &address);
     let bin_dir = medic.binary().parent().expect("the binary's directory");
-    let path = std::env::join_paths(
-        std::iter::once(bin_dir.to_path_buf())
-            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
-    )
+    let path = std::env::join_paths(std::iter::once(bin_dir.to_path_buf()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
     .unwrap();
     let data_dir = medic.data_dir();
     let stdout = sh(
         medic.dir(),
         &run_block,
-        &[("PATH", path.as_os_str()), ("MEDIC_DATA_DIR", data_dir.as_os_str())],
+        &[
+            ("PATH", path.as_os_str()),
+            ("MEDIC_DATA_DIR", data_dir.as_os_str()),
+        ],
         Duration::from_secs(120),
     );
 
@@ -151,7 +157,10 @@ fn the_plugin_guide_builds_the_template_and_medic_runs_it() {
         "{}",
         ctx()
     );
-    let artifact = data_dir.join("artifacts").join(&run).join("maintenance.txt");
+    let artifact = data_dir
+        .join("artifacts")
+        .join(&run)
+        .join("maintenance.txt");
     assert_eq!(
         std::fs::read_to_string(&artifact).expect("the marker artifact"),
         note

@@ -12,8 +12,12 @@ all: build
 plugins:
 	rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
 	cd plugins && cargo build --release --target wasm32-wasip2
-	mkdir -p $(PLUGIN_DIST)
-	for f in $(CARGO_TARGET_DIR)/wasm32-wasip2/release/*.wasm; do cp "$$f" $(PLUGIN_DIST)/; done
+	mkdir -p $(PLUGIN_DIST)/fixtures
+	# Test fixtures (the hostile plugins) go apart, into dist/fixtures: never found by a
+	# plain --plugin-dir plugins/dist, so the demo, listings and fuzzing never meet them.
+	for f in $(CARGO_TARGET_DIR)/wasm32-wasip2/release/*.wasm; do \
+	  case "$$(basename "$$f")" in hostile*) cp "$$f" $(PLUGIN_DIST)/fixtures/ ;; *) cp "$$f" $(PLUGIN_DIST)/ ;; esac; \
+	done
 
 build: plugins
 	cargo build --release --workspace

@@ -3,12 +3,25 @@
 //! origins, spin forever, allocate past the memory cap, return a huge output, panic
 //! and read an ungranted secret. Each attempt must end as its step's clear error,
 //! reach nothing outside, and leave the server serving: after each, `/healthz` is ok
-//! and another run succeeds.
+//! and another run succeeds. `make plugins` puts the fixtures in `plugins/dist/fixtures`,
+//! apart from the plugins a plain `--plugin-dir plugins/dist` finds.
 
 use std::io::ErrorKind;
 use std::net::TcpListener;
 
 use medic_tests::{Medic, Server};
+
+/// `medic serve` (admin token) with the built plugins and the hostile fixtures.
+fn serve_with_fixtures(medic: &Medic) -> Server {
+    let dist = medic.plugin_dir().to_path_buf();
+    let fixtures = dist.join("fixtures");
+    assert!(
+        fixtures.join("hostile.wasm").is_file() && fixtures.join("hostile_http.wasm").is_file(),
+        "{} lacks hostile.wasm or hostile_http.wasm: run `make plugins` first",
+        fixtures.display()
+    );
+    Server::admin_with_plugin_dirs(medic, &[&dist, &fixtures])
+}
 use serde_json::{Value, json};
 
 /// A one-step plan calling `plugin`'s `action` with `with`, granted `grants`; no
@@ -91,7 +104,7 @@ fn assert_still_serving(server: &Server, after: &str) {
 #[test]
 fn each_hostile_action_is_contained_as_a_step_error_and_medic_keeps_serving() {
     let medic = Medic::new();
-    let server = Server::open(&medic);
+    let server = serve_with_fixtures(&medic);
     let bystander = Bystander::start();
     let granted = Bystander::start();
     let grants = json!({ "connect": [granted.address()], "secrets": ["granted-one"] });
@@ -186,7 +199,7 @@ fn each_hostile_action_is_contained_as_a_step_error_and_medic_keeps_serving() {
 #[test]
 fn http_to_an_ungranted_origin_never_leaves_the_sandbox() {
     let medic = Medic::new();
-    let server = Server::open(&medic);
+    let server = serve_with_fixtures(&medic);
     let origin = Bystander::start();
     let granted = Bystander::start();
     let plan = attack_plan(

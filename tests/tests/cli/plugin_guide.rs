@@ -166,4 +166,37 @@ fn the_plugin_guide_builds_the_template_and_medic_runs_it() {
         note
     );
     drop(listener);
+
+    // medic enforces the schemas the SDK derived from the template's types.
+    let misfit = medic.write(
+        "misfit.yaml",
+        &std::fs::read_to_string(medic.dir().join("hello/plan.yaml"))
+            .unwrap()
+            .replace(
+                "with: { address: \"${{ params.address }}\" }",
+                "with: { address: \"${{ params.address }}\", timeout_ms: soon, colour: red }",
+            ),
+    );
+    let plugins = medic.dir().join("plugins");
+    let out = medic
+        .spawn_command(medic.command_with_plugin_dirs(
+            &[&plugins],
+            [
+                "validate".as_ref(),
+                misfit.as_os_str(),
+                "-p".as_ref(),
+                "address=127.0.0.1:1".as_ref(),
+            ],
+        ))
+        .wait(Duration::from_secs(60));
+    assert_eq!(
+        out.code, 2,
+        "a step whose `with` does not fit the derived schema\n{out}"
+    );
+    for field in ["timeout_ms", "colour"] {
+        assert!(
+            out.stderr.contains(field),
+            "the diagnostics should name `{field}`\n{out}"
+        );
+    }
 }

@@ -12,8 +12,12 @@ all: build
 plugins:
 	rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
 	cd plugins && cargo build --release --target wasm32-wasip2
-	mkdir -p $(PLUGIN_DIST)
-	for f in $(CARGO_TARGET_DIR)/wasm32-wasip2/release/*.wasm; do cp "$$f" $(PLUGIN_DIST)/; done
+	mkdir -p $(PLUGIN_DIST)/fixtures
+	# Test fixtures (the hostile plugins) go apart, into dist/fixtures: never found by a
+	# plain --plugin-dir plugins/dist, so the demo, listings and fuzzing never meet them.
+	for f in $(CARGO_TARGET_DIR)/wasm32-wasip2/release/*.wasm; do \
+	  case "$$(basename "$$f")" in hostile*) cp "$$f" $(PLUGIN_DIST)/fixtures/ ;; *) cp "$$f" $(PLUGIN_DIST)/ ;; esac; \
+	done
 
 build: plugins
 	cargo build --release --workspace
@@ -30,6 +34,7 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --release --workspace --all-targets -- -D warnings
 	cd plugins && cargo fmt --all -- --check && cargo clippy --release --target wasm32-wasip2 -- -D warnings
+	cd sdk/template && cargo fmt -- --check && cargo clippy --release --target wasm32-wasip2 -- -D warnings
 
 # Prints engine throughput, per-step overhead and the machine's SQLite commit limit,
 # the plugin host's load (cold vs cached) and per-call overhead (pooled vs on-demand),

@@ -106,3 +106,19 @@ fn action_to_wit(a: Action) -> wit::Action {
         inverse: a.inverse,
     }
 }
+
+pub(crate) fn progress(done: u64, total: u64, message: &str) {
+    host::progress(done, total, message);
+}
+
+pub(crate) fn secret(name: &str) -> Result<String, String> {
+    host::secret(name)
+}
+
+pub(crate) fn artifact_append(name: &str, data: &[u8]) -> Result<u64, String> {
+    host::artifact_append(name, data)
+}
+
+pub(crate) fn artifact_read(name: &str, offset: u64, len: u32) -> Result<Vec<u8>, String> {
+    host::artifact_read(name, offset, len)
+}

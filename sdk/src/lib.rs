@@ -1,22 +1,45 @@
-//! `medic-sdk`: write a medic plugin as a plain Rust type. The contract is
-//! `sdk/wit/plugin.wit`; this crate binds it for the guest (wasm32 only) and offers a
-//! typed layer over it: JSON values instead of JSON text, and one trait to implement.
+//! `medic-sdk`: write a medic plugin in Rust. The contract is `sdk/wit/plugin.wit`;
+//! this crate binds it for the guest (wasm32 only) and offers two layers over it:
+//!
+//! - typed actions ([`TypedAction`], [`TypedPlugin`]): serde structs for params and
+//!   output, one function per action; the SDK derives the JSON Schemas, builds the
+//!   manifest, parses params and routes calls. Start here (`sdk/template/`,
+//!   `docs/plugin-guide.md`).
+//! - the untyped [`Plugin`] trait: JSON values in and out, the manifest by hand.
+//!
+//! Besides: [`log`], [`progress`] and [`secret`] (the host interface), [`artifact`]
+//! (run artifacts as `std::io` streams) and [`tcp`] (connecting to granted endpoints).
 //!
 //! ```
-//! use medic_sdk::{Action, Context, Effect, Failure, Manifest, Observation, Plugin, Value, json};
+//! use medic_sdk::{Actions, Context, Effect, Failure, NoParams, TypedAction, TypedPlugin};
+//! use schemars::JsonSchema;
+//! use serde::Serialize;
+//!
+//! #[derive(Serialize, JsonSchema)]
+//! struct Greeting {
+//!     greeting: String,
+//! }
+//!
+//! struct Greet;
+//!
+//! impl TypedAction for Greet {
+//!     const NAME: &'static str = "greet";
+//!     const EFFECT: Effect = Effect::ReadOnly;
+//!     type Params = NoParams;
+//!     type Output = Greeting;
+//!     fn invoke(_ctx: &Context, _: NoParams) -> Result<Greeting, Failure> {
+//!         Ok(Greeting { greeting: "hello".into() })
+//!     }
+//! }
 //!
 //! struct Hello;
 //!
-//! impl Plugin for Hello {
-//!     fn manifest() -> Manifest {
-//!         Manifest::new("hello", "0.1.0", "Says hello")
-//!             .action(Action::new("greet", Effect::ReadOnly).description("Returns a greeting"))
-//!     }
-//!     fn invoke(_ctx: &Context, action: &str, _params: Value) -> Result<Value, Failure> {
-//!         match action {
-//!             "greet" => Ok(json!({"greeting": "hello"})),
-//!             other => Err(Failure::unknown_action(other)),
-//!         }
+//! impl TypedPlugin for Hello {
+//!     const NAME: &'static str = "hello";
+//!     const VERSION: &'static str = "0.1.0";
+//!     const DESCRIPTION: &'static str = "Says hello";
+//!     fn actions() -> Actions {
+//!         Actions::new().add::<Greet>()
 //!     }
 //! }
 //!
@@ -26,15 +49,27 @@
 #[cfg(target_arch = "wasm32")]
 #[doc(hidden)]
 pub mod guest;
+
+pub mod artifact;
+mod host;
 pub mod http;
 pub mod log;
 pub mod sql;
+pub mod tcp;
+mod typed;
 mod types;
 
-pub use serde_json::{self, Value, json};
+pub use host::{progress, secret};
+pub use typed::{Actions, NoParams, TypedAction, TypedPlugin, parse_params, schema_of};
 pub use types::*;
+pub use {schemars, serde, serde_json, serde_json::Value, serde_json::json};
 
-/// A medic plugin. Every call gets a fresh instance, so there is no `self`: state
+/// Why a host service fails in a native build (a plugin's unit tests).
+#[cfg(not(target_arch = "wasm32"))]
+const NO_HOST: &str = "there is no medic host outside a wasm32 guest (a native test build)";
+
+/// A medic plugin, untyped: JSON in and out, the manifest written by hand. Every
+/// [`TypedPlugin`] is one. Every call gets a fresh instance, so there is no `self`: state
 /// does not survive from one call to the next.
 pub trait Plugin {
     /// Describes the plugin and every action it offers. Read once per process.

@@ -143,11 +143,13 @@ impl std::fmt::Display for Failure {
 
 impl std::error::Error for Failure {}
 
-/// What `observe` found out about an action's effect.
+/// What `observe` found out about an action's effect. `T` is the output: JSON for
+/// an untyped [`Plugin`](crate::Plugin), the action's output type for a
+/// [`TypedAction`](crate::TypedAction).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Observation {
+pub enum Observation<T = Value> {
     /// The effect holds; the payload is what `invoke` would have returned.
-    Done(Value),
+    Done(T),
     /// The effect does not hold; running the action is needed.
     NotDone,
     /// The plugin cannot tell; the payload says why.
@@ -155,11 +157,11 @@ pub enum Observation {
 }
 
 /// Deserializes an action's params into a typed struct; a mismatch is a permanent
-/// failure naming the action (medic validates params against the schema first, so
-/// this only fires when the schema and the struct disagree).
+/// failure naming the action and the field (medic validates params against the
+/// schema first, so this only fires when the schema and the struct disagree).
+/// [`TypedAction`](crate::TypedAction)s get this for free.
 pub fn params<T: DeserializeOwned>(action: &str, params: Value) -> Result<T, Failure> {
-    serde_json::from_value(params)
-        .map_err(|e| Failure::permanent(format!("invalid params for `{action}`: {e}")))
+    crate::typed::parse_params(action, params)
 }
 
 #[cfg(test)]

@@ -11,12 +11,16 @@ mod approval;
 mod auth;
 #[path = "cli/crash.rs"]
 mod crash;
+#[path = "cli/hostile.rs"]
+mod hostile;
 #[path = "cli/metrics_api.rs"]
 mod metrics_api;
 #[path = "cli/openapi.rs"]
 mod openapi;
 #[path = "cli/plugins.rs"]
 mod plugins;
+#[path = "cli/plugin_guide.rs"]
+mod plugin_guide;
 #[path = "cli/plugins_api.rs"]
 mod plugins_api;
 #[path = "cli/progress.rs"]

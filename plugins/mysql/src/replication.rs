@@ -552,6 +552,22 @@ fn promote(action: &str, params: Value) -> Result<Value, Failure> {
                 )));
             }
         }
+        if !st.sql_running && !st.retrieved_gtid.is_empty() {
+            let at = applied(&s, flavor)?;
+            let fetched =
+                Position::parse(flavor.kind, &st.retrieved_gtid).map_err(|e| s.fail(e))?;
+            let applied_pos = Position::parse(flavor.kind, &at).map_err(|e| s.fail(e))?;
+            if !applied_pos.contains(&fetched) {
+                return Err(Failure::permanent(format!(
+                    "replica `{}` fetched transactions it has not applied ({}) and its SQL thread \
+                     is stopped{}: promoting it would lose them; fix the cause and start-replica, \
+                     or pick another replica",
+                    s.name,
+                    applied_pos.missing(&fetched),
+                    errors_suffix(&st)
+                )));
+            }
+        }
         s.query("stopping replication for promotion", &flavor.stop_replica())?;
         s.query("forgetting the old primary", &flavor.reset_replica(true))?;
     }

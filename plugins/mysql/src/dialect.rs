@@ -87,6 +87,14 @@ impl Flavor {
         }
     }
 
+    /// Discards the server's own binary logs and GTID history (8.4 renamed it).
+    pub fn reset_binlog(&self) -> &'static str {
+        match self.kind {
+            Kind::MySql if self.at_least((8, 4, 0)) => "RESET BINARY LOGS AND GTIDS",
+            _ => "RESET MASTER",
+        }
+    }
+
     /// The statement pointing a replica at `host:port` by GTID; every value is
     /// rendered as an escaped literal (replication options take no placeholders).
     pub fn change_source(&self, host: &str, port: u16, user: &str, password: &str) -> String {
@@ -164,6 +172,8 @@ mod tests {
         assert_eq!(my80.reset_replica(true), "RESET REPLICA ALL");
         assert_eq!(my84.show_binlog_status(), "SHOW BINARY LOG STATUS");
         assert_eq!(my80.show_binlog_status(), "SHOW MASTER STATUS");
+        assert_eq!(my84.reset_binlog(), "RESET BINARY LOGS AND GTIDS");
+        assert_eq!(maria.reset_binlog(), "RESET MASTER");
         assert!(maria.wait_for_gtid().contains("MASTER_GTID_WAIT"));
         assert!(my80.wait_for_gtid().contains("WAIT_FOR_EXECUTED_GTID_SET"));
     }

@@ -81,7 +81,9 @@ pub fn actions() -> Vec<Action> {
                  MySQL gtid_purged when it has executed nothing), points it at \
                  primary_host:primary_port by GTID (MASTER_USE_GTID=slave_pos / \
                  SOURCE_AUTO_POSITION=1) with the password read from secret password_secret, \
-                 and starts it unless start: false",
+                 and starts it unless start: false. reset_binlog: true first discards the \
+                 replica's own binlogs and GTID history (RESET MASTER), as a replica just \
+                 rebuilt from a backup needs",
             )
             .params(object(
                 &[
@@ -94,6 +96,7 @@ pub fn actions() -> Vec<Action> {
                     ("user", json!({"type": "string", "minLength": 1})),
                     ("password_secret", json!({"type": "string", "minLength": 1})),
                     ("gtid", json!({"type": "string"})),
+                    ("reset_binlog", json!({"type": "boolean", "default": false})),
                     ("start", json!({"type": "boolean", "default": true})),
                 ],
                 &[
@@ -401,6 +404,8 @@ struct Point {
     user: String,
     password_secret: String,
     gtid: Option<String>,
+    #[serde(default)]
+    reset_binlog: bool,
     #[serde(default = "yes")]
     start: bool,
 }
@@ -432,6 +437,12 @@ fn point_replica(action: &str, params: Value) -> Result<Value, Failure> {
         s.query(
             "stopping replication before re-pointing",
             &flavor.stop_replica(),
+        )?;
+    }
+    if p.reset_binlog {
+        s.query(
+            "discarding the replica's own binlog history",
+            flavor.reset_binlog(),
         )?;
     }
     if let Some(g) = &gtid {
@@ -472,8 +483,9 @@ fn set_position(s: &Server, flavor: Flavor, g: &Position) -> Result<(), Failure>
             if !at.is_empty() {
                 return Err(s.fail(format!(
                     "it has executed `{executed}`, which does not contain `{g}`: MySQL can only \
-                     take a GTID position on a replica that has executed nothing; restore it \
-                     from the backup taken at that position first, or omit gtid"
+                     take a GTID position on a replica with an empty history: pass \
+                     reset_binlog: true for a replica restored from the backup taken at that \
+                     position, or omit gtid"
                 )));
             }
             s.query(

@@ -113,6 +113,9 @@ fn hint(code: Option<u16>, message: &str) -> &'static str {
         Some(2002 | 2003 | 2005 | 2006 | 2013) => ": is the server up and reachable from medic?",
         Some(1200 | 1617) => ": the server is not configured as a replica: run point-replica first",
         Some(1198 | 1904) => ": stop the replica first (stop-replica)",
+        Some(1947 | 1948) => {
+            ": its own binlog holds newer GTIDs; for a replica rebuilt from a backup pass reset_binlog: true"
+        }
         _ if message.contains("not granted") => ": add the connection to the plan's grants.sql",
         _ => "",
     }

@@ -21,7 +21,8 @@ pub fn actions() -> Vec<Action> {
         Action::new("set-read-only", Effect::Idempotent)
             .description(
                 "Pauses (read_only: true) or resumes (false) writes: @@read_only, plus \
-                 @@super_read_only where the server has it (MySQL) unless super: false. \
+                 @@super_read_only where the server has it (MySQL); super: false keeps it \
+                 off, so administrators can still write (a restore). \
                  MariaDB lets users with READ_ONLY ADMIN (root) write regardless.",
             )
             .params(object(
@@ -178,6 +179,13 @@ fn set_read_only(action: &str, params: Value) -> Result<Value, Failure> {
             )?;
         } else {
             s.query("pausing writes (read_only)", "SET GLOBAL read_only = ON")?;
+            if has_super {
+                // Read-only for applications, writable for administrators (a restore).
+                s.query(
+                    "letting administrators write (super_read_only)",
+                    "SET GLOBAL super_read_only = OFF",
+                )?;
+            }
         }
     } else {
         if has_super {
@@ -204,8 +212,8 @@ fn observe_read_only(action: &str, params: Value) -> Result<Observation, Failure
     let (ro, sro) = read_only_state(&s)?;
     let super_ok = match (p.read_only, p.with_super, sro) {
         (true, true, Some(on)) => on,
-        (false, _, Some(on)) => !on,
-        _ => true,
+        (true, false, Some(on)) | (false, _, Some(on)) => !on,
+        (_, _, None) => true,
     };
     Ok(if ro == p.read_only && super_ok {
         Observation::Done(read_only_output(&s, ro, sro))

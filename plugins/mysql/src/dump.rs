@@ -159,7 +159,9 @@ fn backup(action: &str, params: Value) -> Result<Value, Failure> {
             let find = |name: &str| {
                 (0..st.rows.len())
                     .find(|&i| {
-                        st.get(i, &["Variable_name"]).and_then(Val::text).as_deref() == Some(name)
+                        st.get(i, &["Variable_name"])
+                            .and_then(Val::text)
+                            .is_some_and(|n| n.eq_ignore_ascii_case(name))
                     })
                     .and_then(|i| st.get(i, &["Value"]).cloned())
             };
@@ -331,13 +333,7 @@ fn dump_table(
     let columns: Vec<String> = cols
         .rows
         .iter()
-        .filter(|r| {
-            !r.get(1)
-                .and_then(Val::text)
-                .unwrap_or_default()
-                .to_ascii_uppercase()
-                .contains("GENERATED")
-        })
+        .filter(|r| !is_generated(&r.get(1).and_then(Val::text).unwrap_or_default()))
         .filter_map(|r| r.first().and_then(Val::text))
         .collect();
     let pk = s.query_with(
@@ -410,6 +406,15 @@ fn dump_table(
         }
     }
     Ok(count)
+}
+
+/// Whether information_schema's EXTRA marks a computed column, which refuses values.
+/// MySQL's `DEFAULT_GENERATED` (an expression default) is an ordinary column.
+pub fn is_generated(extra: &str) -> bool {
+    let e = extra.to_ascii_uppercase();
+    e.contains("VIRTUAL GENERATED")
+        || e.contains("STORED GENERATED")
+        || e.contains("PERSISTENT GENERATED")
 }
 
 /// `k > v` or `(k1, k2) > (v1, v2)`. Key text is compared as text (not as a hex
@@ -502,7 +507,7 @@ fn restore(action: &str, params: Value) -> Result<Value, Failure> {
     let mut offset = 0u64;
     let mut statements = 0u64;
     let run = |stmt: &str, n: u64| -> Result<(), Failure> {
-        let head: String = stmt.chars().take(80).collect();
+        let head: String = stmt.chars().take(60).collect();
         s.query(&format!("restoring statement {n} (`{head}`)"), stmt)
             .map(|_| ())
     };
@@ -539,6 +544,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(two, "(`a`, `b`) > ('x''y', X'ff')");
+    }
+
+    #[test]
+    fn insert_skips_only_computed_columns() {
+        assert!(is_generated("VIRTUAL GENERATED"));
+        assert!(is_generated("STORED GENERATED"));
+        assert!(!is_generated(
+            "DEFAULT_GENERATED on update CURRENT_TIMESTAMP"
+        ));
+        assert!(!is_generated("auto_increment"));
+        assert!(!is_generated(""));
     }
 
     #[test]

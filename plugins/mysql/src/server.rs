@@ -108,6 +108,9 @@ fn hint(code: Option<u16>, message: &str) -> &'static str {
         Some(1044 | 1142 | 1227 | 1370) => {
             ": the connection's user lacks a privilege this action needs (see plans/mysql/README.md)"
         }
+        Some(1290) => {
+            ": the server is read-only for this user; for a restore run set-read-only with super: false first"
+        }
         Some(1049) => ": the database does not exist on this server",
         Some(1146) => ": the table does not exist on this server",
         Some(2002 | 2003 | 2005 | 2006 | 2013) => ": is the server up and reachable from medic?",

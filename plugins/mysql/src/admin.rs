@@ -95,7 +95,7 @@ fn status(action: &str, params: Value) -> Result<Value, Failure> {
     let flavor = s.flavor()?;
     let rows = s.query(
         "reading the server's identity",
-        "SELECT VERSION() AS version, @@version_comment AS comment, @@server_id AS server_id, \
+        "SELECT VERSION() AS version, @@version_comment AS version_comment, @@server_id AS server_id, \
          @@global.read_only AS read_only",
     )?;
     let get = |c: &str| rows.get(0, &[c]).cloned().unwrap_or(Val::Null);
@@ -120,7 +120,7 @@ fn status(action: &str, params: Value) -> Result<Value, Failure> {
         "server": s.name,
         "flavor": flavor.name(),
         "version": get("version").text(),
-        "version_comment": get("comment").text(),
+        "version_comment": get("version_comment").text(),
         "server_id": get("server_id").int(),
         "read_only": read_only,
         "super_read_only": super_read_only,

@@ -138,7 +138,8 @@ fn backup(action: &str, params: Value) -> Result<Value, Failure> {
     let p: Backup = medic_sdk::params(action, params)?;
     let s = Server::new(&p.server);
     let flavor = s.flavor()?;
-    for stmt in SESSION.iter().take(2) {
+    // Names, UTC and a sql_mode without ANSI_QUOTES (so SHOW CREATE quotes with backticks).
+    for stmt in SESSION.iter().take(3) {
         s.query("preparing the backup session", stmt)?;
     }
     s.query(
@@ -199,6 +200,9 @@ fn backup(action: &str, params: Value) -> Result<Value, Failure> {
         }
     };
 
+    // gtid_executed wraps its lines; the header is a one-line comment.
+    let gtid = crate::gtid::compact(&gtid);
+
     let mut tables = Vec::new();
     for db in &p.databases {
         let exists = s.query_with(
@@ -253,10 +257,10 @@ fn backup(action: &str, params: Value) -> Result<Value, Failure> {
                 .get(0, &["Create Database"])
                 .and_then(Val::text)
                 .unwrap_or_default();
+            let quoted = quote_ident(db).map_err(|e| s.fail(e))?;
             out.write(&format!(
-                "{};\nUSE {};\n",
-                if_not_exists(&text),
-                quote_ident(db).map_err(|e| s.fail(e))?
+                "{};\nUSE {quoted};\n",
+                if_not_exists(&text, &quoted)
             ))?;
             current_db = Some(db);
         }
@@ -291,10 +295,12 @@ fn backup(action: &str, params: Value) -> Result<Value, Failure> {
     }))
 }
 
-/// `CREATE DATABASE `d` ...` as `CREATE DATABASE IF NOT EXISTS `d` ...`.
-pub fn if_not_exists(create: &str) -> String {
+/// `CREATE DATABASE `d` ...` as `CREATE DATABASE IF NOT EXISTS `d` ...`; `quoted` (the
+/// database's quoted name) when the server gave no definition.
+pub fn if_not_exists(create: &str, quoted: &str) -> String {
     let prefix = "CREATE DATABASE ";
     match create.strip_prefix(prefix) {
+        _ if create.trim().is_empty() => format!("{prefix}IF NOT EXISTS {quoted}"),
         Some(rest) if !rest.starts_with("IF NOT EXISTS") => format!("{prefix}IF NOT EXISTS {rest}"),
         _ => create.to_string(),
     }
@@ -570,11 +576,18 @@ mod tests {
     #[test]
     fn restore_create_database_becomes_if_not_exists() {
         assert_eq!(
-            if_not_exists("CREATE DATABASE `d` /*!40100 DEFAULT CHARACTER SET utf8mb4 */"),
+            if_not_exists(
+                "CREATE DATABASE `d` /*!40100 DEFAULT CHARACTER SET utf8mb4 */",
+                "`d`"
+            ),
             "CREATE DATABASE IF NOT EXISTS `d` /*!40100 DEFAULT CHARACTER SET utf8mb4 */"
         );
         assert_eq!(
-            if_not_exists("CREATE DATABASE IF NOT EXISTS `d`"),
+            if_not_exists("CREATE DATABASE IF NOT EXISTS `d`", "`d`"),
+            "CREATE DATABASE IF NOT EXISTS `d`"
+        );
+        assert_eq!(
+            if_not_exists("", "`d`"),
             "CREATE DATABASE IF NOT EXISTS `d`"
         );
     }

@@ -7,6 +7,12 @@ use std::fmt;
 
 use crate::dialect::Kind;
 
+/// A position as text without the line breaks MySQL puts after each comma of
+/// `gtid_executed`, so it fits in a template, a log line or a dump's header.
+pub fn compact(text: &str) -> String {
+    text.split_whitespace().collect()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Position {
     /// Domain -> (server id, sequence number) of the last transaction seen in it.
@@ -237,6 +243,14 @@ mod tests {
         assert!(at.contains(&tagged));
         let untagged4 = Position::parse(Kind::MySql, &format!("{U1}:4")).unwrap();
         assert!(!at.contains(&untagged4));
+    }
+
+    #[test]
+    fn gtid_compact_drops_mysql_line_breaks() {
+        assert_eq!(
+            compact(&format!("{U1}:1-5,\n{U2}:1-3")),
+            format!("{U1}:1-5,{U2}:1-3")
+        );
     }
 
     #[test]

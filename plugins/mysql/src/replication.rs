@@ -8,7 +8,7 @@ use medic_sdk::{Action, Effect, Failure, Observation, Value, json};
 use serde::Deserialize;
 
 use crate::dialect::{Flavor, Kind};
-use crate::gtid::Position;
+use crate::gtid::{Position, compact};
 use crate::host;
 use crate::render::quote_str;
 use crate::schema::{object, server_param};
@@ -208,10 +208,11 @@ pub fn observe(action: &str, params: Value) -> Option<Result<Observation, Failur
 /// What the replica has applied: MariaDB `gtid_slave_pos` (what MASTER_GTID_WAIT
 /// waits on), MySQL `gtid_executed`.
 fn applied(s: &Server, flavor: Flavor) -> Result<String, Failure> {
-    match flavor.kind {
-        Kind::MariaDb => s.text("reading gtid_slave_pos", "SELECT @@global.gtid_slave_pos"),
-        Kind::MySql => s.text("reading gtid_executed", flavor.executed_gtid()),
-    }
+    let text = match flavor.kind {
+        Kind::MariaDb => s.text("reading gtid_slave_pos", "SELECT @@global.gtid_slave_pos")?,
+        Kind::MySql => s.text("reading gtid_executed", flavor.executed_gtid())?,
+    };
+    Ok(compact(&text))
 }
 
 fn status_json(s: &Server, st: &ReplicaStatus) -> Result<Value, Failure> {
@@ -599,7 +600,7 @@ fn promote(action: &str, params: Value) -> Result<Value, Failure> {
     s.query("resuming writes (read_only)", "SET GLOBAL read_only = OFF")?;
     Ok(json!({
         "server": s.name,
-        "gtid": s.text("reading the new primary's position", flavor.binlog_gtid())?,
+        "gtid": compact(&s.text("reading the new primary's position", flavor.binlog_gtid())?),
         "read_only": false,
         "was_replica_of": was,
     }))
@@ -617,7 +618,7 @@ fn observe_promote(action: &str, params: Value) -> Result<Observation, Failure> 
     Ok(if s.replica_status()?.is_none() && !ro {
         Observation::Done(json!({
             "server": s.name,
-            "gtid": s.text("reading the position", flavor.binlog_gtid())?,
+            "gtid": compact(&s.text("reading the position", flavor.binlog_gtid())?),
             "read_only": false,
             "was_replica_of": null,
         }))
@@ -722,7 +723,7 @@ fn capture_position(action: &str, params: Value) -> Result<Value, Failure> {
         Ok(json!({
             "server": s.name,
             "flavor": flavor.name(),
-            "gtid": gtid,
+            "gtid": compact(&gtid),
             "binlog_file": binlog.get(0, &["File"]).and_then(Val::text),
             "binlog_pos": binlog.get(0, &["Position"]).and_then(Val::int),
         }))
@@ -747,7 +748,7 @@ fn most_advanced(action: &str, params: Value) -> Result<Value, Failure> {
     for name in &p.servers {
         let s = Server::new(name);
         let read = s.flavor().and_then(|f| {
-            let text = s.text("reading the executed position", f.executed_gtid())?;
+            let text = compact(&s.text("reading the executed position", f.executed_gtid())?);
             let pos = Position::parse(f.kind, &text).map_err(|e| s.fail(e))?;
             Ok((text, pos))
         });

@@ -51,14 +51,14 @@ impl Server {
         }
         let rows = self.query(
             "reading the server version",
-            "SELECT VERSION() AS version, @@version_comment AS comment",
+            "SELECT VERSION() AS version, @@version_comment AS version_comment",
         )?;
         let version = rows
             .get(0, &["version"])
             .and_then(Val::text)
             .unwrap_or_default();
         let comment = rows
-            .get(0, &["comment"])
+            .get(0, &["version_comment"])
             .and_then(Val::text)
             .unwrap_or_default();
         let flavor = Flavor::detect(&version, &comment);

@@ -55,8 +55,8 @@ impl ReplicaStatus {
                 .and_then(|v| v.int()),
             uses_gtid: (!using_gtid.is_empty() && !using_gtid.eq_ignore_ascii_case("no"))
                 || auto_position == "1",
-            retrieved_gtid: text(&["Gtid_IO_Pos", "Retrieved_Gtid_Set"]),
-            executed_gtid: text(&["Executed_Gtid_Set"]),
+            retrieved_gtid: crate::gtid::compact(&text(&["Gtid_IO_Pos", "Retrieved_Gtid_Set"])),
+            executed_gtid: crate::gtid::compact(&text(&["Executed_Gtid_Set"])),
             last_io_error: text(&["Last_IO_Error"]),
             last_sql_error: text(&["Last_SQL_Error"]),
         };

@@ -15,6 +15,8 @@ mod gtid;
 mod host;
 mod render;
 mod replication;
+#[cfg(test)]
+mod scenarios;
 mod schema;
 mod server;
 mod split;

@@ -4,8 +4,9 @@
 //! the host's `secret` import to hand to CHANGE MASTER.
 //!
 //! Pure parts (dialects, GTID positions, quoting and rendering, dump splitting, status
-//! rows) are unit-tested on the host target; everything that talks to a server is
-//! exercised by the black-box tests on a real MariaDB pair (issue 15).
+//! rows) are unit-tested on the host target, and the actions' logic against a scripted
+//! host (`scenarios.rs`); behaviour on real servers is for the black-box tests on a
+//! real MariaDB pair (issue 15).
 
 mod admin;
 mod checksum;

@@ -8,7 +8,8 @@ PLUGIN_DIST := $(CURDIR)/plugins/dist
 
 all: build
 
-# Plugins are their own workspace, built for wasm32-wasip2 (each a WASI component).
+# Plugins are their own workspace (probe, mysql), built for wasm32-wasip2 (each a WASI
+# component); every member lands in plugins/dist.
 plugins:
 	rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
 	cd plugins && cargo build --release --target wasm32-wasip2

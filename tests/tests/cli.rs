@@ -17,10 +17,10 @@ mod hostile;
 mod metrics_api;
 #[path = "cli/openapi.rs"]
 mod openapi;
-#[path = "cli/plugins.rs"]
-mod plugins;
 #[path = "cli/plugin_guide.rs"]
 mod plugin_guide;
+#[path = "cli/plugins.rs"]
+mod plugins;
 #[path = "cli/plugins_api.rs"]
 mod plugins_api;
 #[path = "cli/progress.rs"]

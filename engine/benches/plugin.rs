@@ -183,9 +183,10 @@ async fn call_times(host: &Host, n: usize) -> Vec<Duration> {
                 attempt: 1,
                 idempotency_key: format!("bench/s/{i}"),
             },
-            connect: vec![],
+            grants: Default::default(),
             timeout: None,
             build: None,
+            progress: None,
         };
         let start = Instant::now();
         host.invoke(call).await.expect("noop call");

@@ -107,7 +107,7 @@ fn configured_host(target: &HttpTarget, cpu_budget: Duration) -> (Host, tempfile
         default_timeout: Duration::from_secs(20),
         operator: Arc::new(operator),
         cpu_budget,
-        ..HostConfig::new(Vec::new())
+        ..HostConfig::new(Vec::new(), Duration::from_secs(20))
     })
     .expect("plugin host starts");
     (host, secrets)

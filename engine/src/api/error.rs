@@ -230,6 +230,13 @@ impl From<plugin::Error> for ApiError {
                 e.to_string(),
             ),
             plugin::Error::NotNewer { .. } => ApiError::conflict(e.to_string()),
+            // A file in a plugin dir that does not compile, link or describe itself:
+            // the operator's install to fix, not a fault of medic's.
+            plugin::Error::Load { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Plugin does not load",
+                e.to_string(),
+            ),
             plugin::Error::Untrusted { .. } => ApiError::new(
                 StatusCode::FORBIDDEN,
                 "Plugin signature not accepted",

@@ -211,7 +211,7 @@ fn doc(i: &Inspected) -> PluginDoc {
     responses(
         (status = 200, description = "the plugin's manifest", body = PluginDoc),
         (status = 404, description = "no such plugin in the plugin dirs", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "the plugin's file does not load", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "the plugin's file does not load (named, with why)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(super) async fn inspect(
     State(s): Shared,

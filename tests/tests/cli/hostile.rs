@@ -209,39 +209,28 @@ fn http_to_an_ungranted_origin_never_leaves_the_sandbox() {
         &json!({ "http": [format!("http://{}", granted.address())] }),
     );
     let (status, _, created) = server.post("/v1/runs", &[], &json!({ "plan": plan }));
-    match status {
-        // The host does not link wasi:http (yet): the plan cannot use the plugin.
-        422 => {
-            let text = created.to_string();
-            assert!(
-                text.contains("hostile_http") && text.contains("wasi:http"),
-                "the refusal should name the plugin and the missing wasi:http: {created}"
-            );
-        }
-        201 => {
-            let run = created["id"].as_str().expect("run id").to_string();
-            let view = server.wait_run(&run, "the run to end", |v| {
-                let s = v["run"]["status"].as_str()?;
-                matches!(s, "succeeded" | "failed").then(|| v.clone())
-            });
-            let step = &view["steps"][0];
-            assert_eq!(
-                step["status"],
-                "failed",
-                "HTTP to an ungranted origin must fail\n{}",
-                server.describe(&run)
-            );
-            let error = step["error"].as_str().unwrap_or_default();
-            assert!(
-                error.contains(&origin.address())
-                    || error.contains("not granted")
-                    || error.contains("Denied")
-                    || error.contains("denied"),
-                "the step error should say the origin was refused: {error}"
-            );
-        }
-        other => panic!("submitting the hostile_http plan answered {other}: {created}"),
-    }
+    // The host links wasi:http: the plan is accepted, and the request is refused at send.
+    assert_eq!(status, 201, "{created}");
+    let run = created["id"].as_str().expect("run id").to_string();
+    let view = server.wait_run(&run, "the run to end", |v| {
+        let s = v["run"]["status"].as_str()?;
+        matches!(s, "succeeded" | "failed").then(|| v.clone())
+    });
+    let step = &view["steps"][0];
+    assert_eq!(
+        step["status"],
+        "failed",
+        "HTTP to an ungranted origin must fail\n{}",
+        server.describe(&run)
+    );
+    let error = step["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains(&origin.address())
+            || error.contains("not granted")
+            || error.contains("Denied")
+            || error.contains("denied"),
+        "the step error should say the origin was refused: {error}"
+    );
     origin.assert_untouched("hostile_http/get");
     assert_still_serving(&server, "hostile_http/get");
 }

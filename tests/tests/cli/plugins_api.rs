@@ -238,3 +238,28 @@ fn an_unsigned_or_badly_signed_upload_is_refused_with_what_to_do() {
         "nothing refused is written"
     );
 }
+
+/// A file in a plugin dir that is not a component (a half-copied upgrade, say) is the
+/// operator's to fix: inspecting it is a 422 naming the file and why, never a 500,
+/// and the server goes on serving the plugins that do load.
+#[test]
+fn a_plugin_file_that_does_not_load_is_a_problem_naming_it_not_a_server_error() {
+    let medic = Medic::new();
+    let dir = medic.data_dir().join("plugins");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("broken.wasm"), b"\0asm not really a component").unwrap();
+    std::fs::write(dir.join("probe.wasm"), probe_bytes(&medic)).unwrap();
+    let server = Server::admin_with_plugin_dirs(&medic, &[&dir]);
+
+    let (status, broken) = server.get_json("/v1/plugins/broken");
+    assert_eq!(status, 422, "{broken}");
+    assert_eq!(broken["title"], json!("Plugin does not load"), "{broken}");
+    let detail = broken["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("broken.wasm") && detail.contains("compiling"),
+        "{broken}"
+    );
+
+    let (status, probe) = server.get_json("/v1/plugins/probe");
+    assert_eq!(status, 200, "{probe}");
+}

@@ -93,6 +93,9 @@ struct State {
     kv: BTreeMap<String, Pair>,
     leader: String,
     peers: Vec<String>,
+    /// (method, path prefix, how long): answer such requests only after this long,
+    /// their effect already applied (a crash test kills medic meanwhile).
+    hold: Option<(String, String, Duration)>,
 }
 
 /// The fixture: a thread serving 127.0.0.1:PORT until the process ends.
@@ -127,6 +130,7 @@ impl ConsulFixture {
             kv: BTreeMap::new(),
             leader: "127.0.0.1:8300".into(),
             peers: vec!["127.0.0.1:8300".into()],
+            hold: None,
         }));
         let requests: Arc<Mutex<Vec<Recorded>>> = Arc::default();
         let (s, r) = (state.clone(), requests.clone());
@@ -158,6 +162,12 @@ impl ConsulFixture {
             .filter(|r| r.header("user-agent") != Some(TEST_AGENT))
             .cloned()
             .collect()
+    }
+
+    /// Applies `method` requests to paths starting with `prefix` at once but answers
+    /// them only after `delay`: an effect that landed while medic has no answer yet.
+    pub fn hold(&self, method: &str, prefix: &str, delay: Duration) {
+        self.state.lock().unwrap().hold = Some((method.into(), prefix.into(), delay));
     }
 
     /// Sets the leader the fixture reports ("" = no leader).
@@ -208,7 +218,17 @@ fn serve(conn: TcpStream, state: &Mutex<State>, log: &Mutex<Vec<Recorded>>) {
         body,
     };
     log.lock().unwrap().push(request.clone());
-    let (status, extra, body) = answer(&mut state.lock().unwrap(), &request);
+    let (status, extra, body, hold) = {
+        let mut state = state.lock().unwrap();
+        let hold = state.hold.clone().and_then(|(m, prefix, delay)| {
+            (m == request.method && request.path.starts_with(&prefix)).then_some(delay)
+        });
+        let (status, extra, body) = answer(&mut state, &request);
+        (status, extra, body, hold)
+    };
+    if let Some(delay) = hold {
+        std::thread::sleep(delay);
+    }
     let reason = match status {
         200 => "OK",
         403 => "Forbidden",

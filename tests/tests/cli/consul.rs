@@ -729,3 +729,53 @@ fn consul_unknown_service_maintenance_is_a_clear_error() {
         "{error}"
     );
 }
+
+/// Fixture only (it holds the answer back): medic is killed after a `kv-put` landed
+/// but before it heard so; `medic resume` asks the plugin's `observe`, which finds the
+/// value, records the step done and never writes again.
+#[test]
+fn consul_kv_put_killed_after_it_landed_resume_observes_it_done() {
+    let fixture = ConsulFixture::start();
+    let url = fixture.url().to_string();
+    fixture.hold("PUT", "/v1/kv/", Duration::from_secs(60));
+    let medic = Medic::new();
+    let steps = json!([step(
+        "put",
+        "kv-put",
+        &url,
+        json!({ "key": "medic/test/landed", "value": "once" })
+    )]);
+    let path = medic.write("landed.yaml", &plan(&url, &[], steps));
+    let mut running = medic.spawn(["run".as_ref(), path.as_os_str()]);
+    let run = running.run_id();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while consul_call(&url, "GET", "/v1/kv/medic/test/landed?raw", None, b"").1 != b"once" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the write never landed\n{}",
+            running.describe()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let killed = running.kill();
+    assert_eq!(killed.code, 128 + 9, "{killed}");
+    assert_eq!(medic.show(&run).step("put").status, "running");
+
+    let out = medic.run(["resume", &run]);
+    let ctx = || format!("{out}\n{}", medic.describe_run(&run));
+    out.expect_code(exit::SUCCEEDED, ctx);
+    let view = medic.show(&run);
+    assert_eq!(view.step("put").output["value"], "once", "{}", ctx());
+    assert_eq!(view.attempts_of("put", false).len(), 1, "{}", ctx());
+    let puts = fixture
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PUT" && r.path == "/v1/kv/medic/test/landed")
+        .count();
+    assert_eq!(
+        puts,
+        1,
+        "observe found the value: no second write\n{}",
+        ctx()
+    );
+}

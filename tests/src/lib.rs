@@ -2,8 +2,10 @@
 //! directory per test, its output captured, its runs read back through
 //! `medic runs show --json`, and a counter target that records every effect the
 //! probe plugin applies to it, and a real MariaDB (`mariadb.rs`, through
-//! tests/scripts/mariadb.sh) for the `sql` interface. Modelled on ripgrep's `tests/util.rs`.
+//! tests/scripts/mariadb.sh) for the `sql` interface, and a contract fixture of
+//! Consul's HTTP API (`consul_fixture.rs`; no agent is installable here). Modelled on ripgrep's `tests/util.rs`.
 
+mod consul_fixture;
 mod counter;
 mod mariadb;
 mod medic;
@@ -15,6 +17,7 @@ mod stub;
 mod view;
 mod wait;
 
+pub use consul_fixture::{ConsulFixture, FIXTURE_NODE, Recorded, call as consul_call};
 pub use counter::{Applied, CounterTarget};
 pub use mariadb::{LIMITED_PASSWORD, LIMITED_USER, MariaDb, TEST_PASSWORD, TEST_USER};
 pub use medic::{Finished, Medic, exit_code};

@@ -9,6 +9,8 @@ mod api;
 mod approval;
 #[path = "cli/auth.rs"]
 mod auth;
+#[path = "cli/consul.rs"]
+mod consul;
 #[path = "cli/crash.rs"]
 mod crash;
 #[path = "cli/hostile.rs"]

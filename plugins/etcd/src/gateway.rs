@@ -1,0 +1,196 @@
+//! Requests to etcd's v3 JSON gateway (`POST /v3/...` with JSON bodies, on the client
+//! port) through medic's `wasi:http`, and what its answers mean: gRPC status codes in
+//! an error body become retryable or permanent failures that name the endpoint.
+
+use medic_sdk::{Failure, Value};
+use serde::Deserialize;
+
+/// Where and how to reach one member: its client URL and the optional token.
+pub struct Endpoint {
+    /// `scheme://host:port`, no trailing slash.
+    pub url: String,
+    token: Option<String>,
+}
+
+impl Endpoint {
+    /// `token_secret` names a granted secret holding an etcd auth token (sent as
+    /// `Authorization`); without it, the operator may attach one by configuration.
+    pub fn new(url: &str, token_secret: Option<&str>) -> Result<Endpoint, Failure> {
+        let url = url.trim_end_matches('/').to_string();
+        if !(url.starts_with("http://") || url.starts_with("https://"))
+            || url
+                .split("://")
+                .nth(1)
+                .is_some_and(|rest| rest.contains('/'))
+        {
+            return Err(Failure::permanent(format!(
+                "endpoint `{url}` is not an etcd client URL: expected http://HOST:PORT or \
+                 https://HOST:PORT (no path)"
+            )));
+        }
+        let token = match token_secret {
+            Some(name) => Some(medic_sdk::secret(name)?.trim().to_string()),
+            None => None,
+        };
+        Ok(Endpoint { url, token })
+    }
+
+    /// `POST {url}{path}` with `body`; the answer's JSON, or a failure.
+    pub fn post(&self, path: &str, body: &Value) -> Result<Value, Failure> {
+        let response = self.send("POST", path, Some(body))?;
+        self.answer(path, response.0, &response.1)
+    }
+
+    /// `GET {url}{path}`: the status and body, whatever the status.
+    pub fn get(&self, path: &str) -> Result<(u16, Vec<u8>), Failure> {
+        self.send("GET", path, None)
+    }
+
+    /// What a gateway answer means: 200 and JSON, or an error named by its gRPC code.
+    pub fn answer(&self, path: &str, status: u16, body: &[u8]) -> Result<Value, Failure> {
+        if status == 200 {
+            return serde_json::from_slice(body).map_err(|e| {
+                Failure::permanent(format!(
+                    "etcd at {}{path} answered 200 with a body that is not JSON ({e}); is \
+                     this an etcd 3.4+ client URL?",
+                    self.url
+                ))
+            });
+        }
+        Err(self.error(path, status, body))
+    }
+
+    fn error(&self, path: &str, status: u16, body: &[u8]) -> Failure {
+        #[derive(Deserialize)]
+        struct GatewayError {
+            #[serde(default)]
+            message: String,
+            #[serde(default)]
+            error: String,
+            #[serde(default)]
+            code: i64,
+        }
+        let text = String::from_utf8_lossy(body);
+        let Ok(e) = serde_json::from_slice::<GatewayError>(body) else {
+            let advice = if status == 404 {
+                "; is this an etcd 3.4+ client URL with the v3 gateway (not a peer URL)?"
+            } else {
+                ""
+            };
+            let message = format!(
+                "etcd at {}{path} answered HTTP {status}: {}{advice}",
+                self.url,
+                text.chars().take(300).collect::<String>()
+            );
+            return if status >= 500 {
+                Failure::retryable(message)
+            } else {
+                Failure::permanent(message)
+            };
+        };
+        let message = if e.message.is_empty() {
+            e.error
+        } else {
+            e.message
+        };
+        // gRPC codes: 4 deadline exceeded, 8 resource exhausted, 10 aborted,
+        // 14 unavailable (no leader, stopping): another attempt may see a settled cluster.
+        let retryable = matches!(e.code, 4 | 8 | 10 | 14) || status == 503;
+        let advice = match e.code {
+            16 => {
+                "; grant a secret holding a valid token (`token_secret`) or configure the \
+                   origin's credentials in medic.toml"
+            }
+            7 => "; the token's user lacks the permission (etcd's root role is needed)",
+            14 => "; the member has no leader or is stopping: check the cluster's quorum",
+            _ => "",
+        };
+        let message = format!(
+            "etcd at {}{path} refused (gRPC code {}): {message}{advice}",
+            self.url, e.code
+        );
+        if retryable {
+            Failure::retryable(message)
+        } else {
+            Failure::permanent(message)
+        }
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Vec<u8>), Failure> {
+        use medic_sdk::http::Request;
+        let mut request = Request::new(method, &format!("{}{path}", self.url));
+        if let Some(token) = &self.token {
+            request = request.header("authorization", token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().map_err(|e| {
+            let advice = if e.retryable {
+                "; is etcd running and listening on that client URL?"
+            } else {
+                ""
+            };
+            let message = format!("etcd at {}: {}{advice}", self.url, e.message);
+            if e.retryable {
+                Failure::retryable(message)
+            } else {
+                Failure::permanent(message)
+            }
+        })?;
+        Ok((response.status, response.body))
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Vec<u8>), Failure> {
+        let _ = (body, &self.token);
+        Err(Failure::permanent(format!(
+            "{method} {}{path}: HTTP needs the medic host (a wasm32 build)",
+            self.url
+        )))
+    }
+}
+
+/// A uint64 the gateway writes as a JSON string (or, rarely, a number).
+pub fn u64_field(v: &Value, key: &str) -> u64 {
+    match v.get(key) {
+        Some(Value::String(s)) => s.parse().unwrap_or(0),
+        Some(Value::Number(n)) => n.as_u64().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// A member id as etcdctl's tables print it: lower-case hex.
+pub fn hex(id: u64) -> String {
+    format!("{id:x}")
+}
+
+/// A member id as written in a plan: decimal, or hex as etcdctl prints it (`8e9e05c52164694d`,
+/// optionally `0x`-prefixed).
+pub fn parse_member_id(text: &str) -> Result<u64, Failure> {
+    let t = text.trim();
+    let parsed = if let Some(h) = t.strip_prefix("0x") {
+        u64::from_str_radix(h, 16).ok()
+    } else if t.chars().all(|c| c.is_ascii_digit()) {
+        t.parse().ok()
+    } else {
+        u64::from_str_radix(t, 16).ok()
+    };
+    parsed.ok_or_else(|| {
+        Failure::permanent(format!(
+            "member id `{text}` is neither decimal nor hex; take it from `etcd/member-list` \
+             (`id`) or `etcdctl member list`"
+        ))
+    })
+}

@@ -154,6 +154,17 @@ pub struct StatusOutput {
     pub errors: Vec<String>,
 }
 
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatusParams {
+    #[serde(flatten)]
+    pub target: Target,
+    /// Fail (retryable) while the member sees no leader: the check that the cluster
+    /// has quorum again after a restart.
+    #[serde(default)]
+    pub require_leader: bool,
+}
+
 /// `POST /v3/maintenance/status`.
 pub struct Status;
 
@@ -162,14 +173,22 @@ impl TypedAction for Status {
     const EFFECT: Effect = Effect::ReadOnly;
     const DESCRIPTION: &'static str =
         "A member's version, db size, leader and raft index (maintenance/status)";
-    type Params = Target;
+    type Params = StatusParams;
     type Output = StatusOutput;
 
-    fn invoke(_ctx: &Context, p: Target) -> Result<StatusOutput, Failure> {
-        status(&p.connect()?)
+    fn invoke(_ctx: &Context, p: StatusParams) -> Result<StatusOutput, Failure> {
+        let status = status(&p.target.connect()?)?;
+        if p.require_leader && status.leader == "0" {
+            return Err(Failure::retryable(format!(
+                "etcd at {} sees no leader: the cluster has lost quorum or is electing one; \
+                 check that a majority of its voting members are up",
+                status.endpoint
+            )));
+        }
+        Ok(status)
     }
 
-    fn observe(_: &Context, _: Target) -> Result<Observation<StatusOutput>, Failure> {
+    fn observe(_: &Context, _: StatusParams) -> Result<Observation<StatusOutput>, Failure> {
         Ok(Observation::NotDone)
     }
 }

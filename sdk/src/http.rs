@@ -171,7 +171,15 @@ impl Request {
 
         let pending = outgoing_handler::handle(request, options)
             .map_err(|code| describe(&what, &url.origin, &code))?;
-        write_body(body, &self.body).map_err(|e| failed(e, true))?;
+        if let Err(e) = write_body(body, &self.body) {
+            // A request the host refused (an origin the plan does not grant) closes the
+            // body stream: the response's error says why, the closed stream does not.
+            pending.subscribe().block();
+            if let Some(Ok(Err(code))) = pending.get() {
+                return Err(describe(&what, &url.origin, &code));
+            }
+            return Err(failed(e, true));
+        }
 
         let response = loop {
             match pending.get() {

@@ -9,6 +9,9 @@
 #                        (default ${MEDIC_CACHE:-$HOME/.cache/medic}/etcd)
 #   etcd.sh --stop [DIR] stop the member this script started in DIR
 #
+# Started again after a stop, the member comes back on the same ports with its data
+# (a real restart), unless a port was taken meanwhile.
+#
 # Idempotent and safe to run concurrently: a lock file serialises callers, and a
 # member it started earlier (pid file alive, answering) is reused. It only ever
 # signals the pid in DIR's pid file, never a process found by name.
@@ -91,14 +94,27 @@ free_port() {
     done
     return 1
 }
-client="$(free_port)" || { say "found no free port"; exit 1; }
-peer="$(free_port)" || { say "found no free port"; exit 1; }
-[ "$client" != "$peer" ] || peer=$((client + 1))
+free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# A member started here before comes back on its ports with its data (a restart, as
+# an operator does it); otherwise a fresh cluster on free ports.
+client=""
+peer=""
+if [ -s "$DIR/ports" ] && [ -d "$DIR/data/member" ]; then
+    read -r client peer <"$DIR/ports"
+    if ! free "$client" || ! free "$peer"; then
+        say "ports $client/$peer are taken; starting a fresh member"
+        client=""
+    fi
+fi
+if [ -z "$client" ]; then
+    client="$(free_port)" || { say "found no free port"; exit 1; }
+    peer="$(free_port)" || { say "found no free port"; exit 1; }
+    [ "$client" != "$peer" ] || peer=$((client + 1))
+    # The old data recorded the old peer URL: a new cluster needs fresh data.
+    rm -rf "$DIR/data"
+fi
+echo "$client $peer" >"$DIR/ports"
 url="http://127.0.0.1:$client"
-
-# The member keeps its data (and so its cluster id) across restarts; a new peer port
-# needs a fresh cluster, since the old one recorded the old peer URL.
-rm -rf "$DIR/data"
 rm -f "$PIDFILE" "$DIR/url"
 # Its own session, so a test process's end (or Ctrl-C) does not take it along; not
 # holding the lock (fd 9) or any pipe of the caller.

@@ -1,10 +1,12 @@
 //! Shared harness of the black-box tests: the real `medic` binary run in a scratch
 //! directory per test, its output captured, its runs read back through
 //! `medic runs show --json`, and a counter target that records every effect the
-//! probe plugin applies to it, and a real MariaDB (`mariadb.rs`, through
+//! probe plugin applies to it, a real etcd (`etcd.rs`, through tests/scripts/etcd.sh)
+//! for the etcd plugin, and a real MariaDB (`mariadb.rs`, through
 //! tests/scripts/mariadb.sh) for the `sql` interface. Modelled on ripgrep's `tests/util.rs`.
 
 mod counter;
+mod etcd;
 mod mariadb;
 mod medic;
 mod metrics;
@@ -16,6 +18,7 @@ mod view;
 mod wait;
 
 pub use counter::{Applied, CounterTarget};
+pub use etcd::{Etcd, etcd_snapshot_status};
 pub use mariadb::{LIMITED_PASSWORD, LIMITED_USER, MariaDb, TEST_PASSWORD, TEST_USER};
 pub use medic::{Finished, Medic, exit_code};
 pub use metrics::{Histogram, Scrape};

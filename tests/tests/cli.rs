@@ -11,6 +11,8 @@ mod approval;
 mod auth;
 #[path = "cli/crash.rs"]
 mod crash;
+#[path = "cli/etcd.rs"]
+mod etcd;
 #[path = "cli/hostile.rs"]
 mod hostile;
 #[path = "cli/metrics_api.rs"]

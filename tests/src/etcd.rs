@@ -1,0 +1,171 @@
+//! A real etcd for the etcd plugin's tests, through `tests/scripts/etcd.sh` (which
+//! installs it if missing): one shared single member per machine, started or reused
+//! once per test process, plus private members for tests that stop theirs. Answers
+//! are compared with `etcdctl`'s own.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// A running etcd member on 127.0.0.1.
+pub struct Etcd {
+    /// `http://127.0.0.1:PORT`, the client URL (and the v3 JSON gateway).
+    pub url: String,
+    dir: PathBuf,
+    /// Set for a private member: stopped and removed with it.
+    private: Option<TempDir>,
+}
+
+impl Etcd {
+    /// The machine's shared member, started (or found running) on first use.
+    pub fn shared() -> &'static Etcd {
+        static SHARED: OnceLock<Etcd> = OnceLock::new();
+        SHARED.get_or_init(|| {
+            let dir = match std::env::var_os("MEDIC_CACHE") {
+                Some(cache) => PathBuf::from(cache).join("etcd"),
+                None => PathBuf::from(std::env::var_os("HOME").expect("HOME is set"))
+                    .join(".cache/medic/etcd"),
+            };
+            let url = start(&dir);
+            Etcd {
+                url,
+                dir,
+                private: None,
+            }
+        })
+    }
+
+    /// A member of this test's own (for tests that stop it); stopped on drop.
+    pub fn private() -> Etcd {
+        let scratch = tempfile::Builder::new()
+            .prefix("medic-etcd-")
+            .tempdir()
+            .expect("create a directory for a private etcd");
+        let dir = scratch.path().to_path_buf();
+        let url = start(&dir);
+        Etcd {
+            url,
+            dir,
+            private: Some(scratch),
+        }
+    }
+
+    /// `etcdctl --endpoints URL ARGS... -w json`, parsed.
+    pub fn ctl_json(&self, args: &[&str]) -> Value {
+        let out = self.ctl(&[args, &["-w", "json"]].concat());
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("etcdctl {args:?}: not JSON ({e}): {out}"))
+    }
+
+    /// `etcdctl --endpoints URL ARGS...`: its stdout; panics if it fails.
+    pub fn ctl(&self, args: &[&str]) -> String {
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg("--endpoints")
+            .arg(&self.url)
+            .arg("--command-timeout=10s")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run etcdctl (Debian: apt-get install -y etcd-client)");
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Stops a private member (the pid in its pid file) and waits until it is gone.
+    pub fn stop(&self) {
+        assert!(
+            self.private.is_some(),
+            "only a test's private etcd may be stopped"
+        );
+        run_script(&["--stop"], &self.dir);
+    }
+
+    /// Starts a stopped private member again: the script brings it back on the same
+    /// ports with its data, as an operator's restart does.
+    pub fn start_again(&self) {
+        assert!(
+            self.private.is_some(),
+            "only a test's private etcd may be restarted"
+        );
+        let url = start(&self.dir);
+        assert_eq!(
+            url, self.url,
+            "the restarted member came back on another client URL"
+        );
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        if self.private.is_some() {
+            let _ = Command::new("bash")
+                .arg(script())
+                .arg("--stop")
+                .arg(&self.dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// `etcdctl snapshot status FILE -w json`: what etcd's own tool reads in a snapshot
+/// file (`hash`, `revision`, `totalKey`, `totalSize`); panics if it refuses the file.
+pub fn etcd_snapshot_status(file: &Path) -> Value {
+    let out = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["snapshot", "status"])
+        .arg(file)
+        .args(["-w", "json"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run etcdctl (Debian: apt-get install -y etcd-client)");
+    assert!(
+        out.status.success(),
+        "etcdctl snapshot status {} refused the file: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("etcdctl snapshot status printed JSON")
+}
+
+fn script() -> PathBuf {
+    crate::repo_root().join("tests/scripts/etcd.sh")
+}
+
+fn run_script(flags: &[&str], dir: &Path) -> String {
+    let out = Command::new("bash")
+        .arg(script())
+        .args(flags)
+        .arg(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run tests/scripts/etcd.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "tests/scripts/etcd.sh {flags:?} {} failed: the etcd tests need etcd 3.4+ \
+         (Debian: apt-get install -y etcd-server etcd-client)\n{}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Runs the script for `dir`; its only stdout line is the client URL.
+fn start(dir: &Path) -> String {
+    let url = run_script(&[], dir).trim().to_string();
+    assert!(
+        url.starts_with("http://127.0.0.1:"),
+        "tests/scripts/etcd.sh printed {url:?}, not a client URL"
+    );
+    url
+}

@@ -79,6 +79,28 @@ impl Etcd {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// `etcdctl put KEY` with the value on stdin (values too long for an argument).
+    pub fn put(&self, key: &str, value: &[u8]) {
+        use std::io::Write;
+        let mut child = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg("--endpoints")
+            .arg(&self.url)
+            .args(["put", key])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run etcdctl (Debian: apt-get install -y etcd-client)");
+        child.stdin.take().unwrap().write_all(value).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "etcdctl put {key} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Stops a private member (the pid in its pid file) and waits until it is gone.
     pub fn stop(&self) {
         assert!(

@@ -116,13 +116,24 @@ impl Endpoint {
         }
     }
 
-    #[cfg(target_arch = "wasm32")]
+    /// Sends a request and reads the whole answer: its status and body.
     pub fn send(
         &self,
         method: &str,
         path: &str,
         body: Option<&Value>,
     ) -> Result<(u16, Vec<u8>), Failure> {
+        let mut answer = self.open(method, path, body)?;
+        let mut all = Vec::new();
+        while let Some(chunk) = answer.body.chunk()? {
+            all.extend_from_slice(&chunk);
+        }
+        Ok((answer.status, all))
+    }
+
+    /// Sends a request; the answer's body is read chunk by chunk (a snapshot).
+    #[cfg(target_arch = "wasm32")]
+    pub fn open(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Answer, Failure> {
         use medic_sdk::http::Request;
         let mut request = Request::new(method, &format!("{}{path}", self.url));
         if let Some(token) = &self.token {
@@ -131,34 +142,70 @@ impl Endpoint {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().map_err(|e| {
-            let advice = if e.retryable {
-                "; is etcd running and listening on that client URL?"
-            } else {
-                ""
-            };
-            let message = format!("etcd at {}: {}{advice}", self.url, e.message);
-            if e.retryable {
-                Failure::retryable(message)
-            } else {
-                Failure::permanent(message)
-            }
-        })?;
-        Ok((response.status, response.body))
+        let streaming = request.open().map_err(|e| self.unreachable(e))?;
+        Ok(Answer {
+            status: streaming.status,
+            body: Body {
+                inner: streaming,
+                url: self.url.clone(),
+            },
+        })
     }
 
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn send(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<(u16, Vec<u8>), Failure> {
+    pub fn open(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Answer, Failure> {
         let _ = (body, &self.token);
         Err(Failure::permanent(format!(
             "{method} {}{path}: HTTP needs the medic host (a wasm32 build)",
             self.url
         )))
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    fn unreachable(&self, e: medic_sdk::http::Error) -> Failure {
+        let advice = if e.retryable {
+            "; is etcd running and listening on that client URL?"
+        } else {
+            ""
+        };
+        let message = format!("etcd at {}: {}{advice}", self.url, e.message);
+        if e.retryable {
+            Failure::retryable(message)
+        } else {
+            Failure::permanent(message)
+        }
+    }
+}
+
+/// An answer whose body has not been read yet.
+pub struct Answer {
+    pub status: u16,
+    pub body: Body,
+}
+
+/// A response body, read as it arrives.
+pub struct Body {
+    #[cfg(target_arch = "wasm32")]
+    inner: medic_sdk::http::Streaming,
+    #[cfg(target_arch = "wasm32")]
+    url: String,
+}
+
+impl Body {
+    /// The next piece of the body, `None` at its end; a broken stream is retryable.
+    #[cfg(target_arch = "wasm32")]
+    pub fn chunk(&mut self) -> Result<Option<Vec<u8>>, Failure> {
+        self.inner.chunk().map_err(|e| {
+            Failure::retryable(format!(
+                "etcd at {}: {}; the member may have restarted mid-answer",
+                self.url, e.message
+            ))
+        })
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn chunk(&mut self) -> Result<Option<Vec<u8>>, Failure> {
+        Ok(None)
     }
 }
 

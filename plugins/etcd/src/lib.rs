@@ -349,42 +349,36 @@ impl TypedAction for Snapshot {
         let endpoint = p.target.connect()?;
         let before = status(&endpoint)?;
         let path = "/v3/maintenance/snapshot";
-        let (code, body) = endpoint.send("POST", path, Some(&json!({})))?;
-        if code != 200 {
-            endpoint.answer(path, code, &body)?;
+        let mut answer = endpoint.open("POST", path, Some(&json!({})))?;
+        if answer.status != 200 {
+            let mut body = Vec::new();
+            while let Some(chunk) = answer.body.chunk()? {
+                body.extend_from_slice(&chunk);
+            }
+            endpoint.answer(path, answer.status, &body)?;
         }
-        // The gateway streams one JSON object per chunk: {"result":{"blob":BASE64,...}}
-        // or {"error":{...}} when the stream broke; the last chunk is the sha256 etcdctl
-        // also appends (and `snapshot restore` checks).
+        // The gateway streams one JSON object a line per chunk of the backend:
+        // {"result":{"blob":BASE64,"remaining_bytes":...}}, or {"error":{...}} when the
+        // stream broke; the last chunk is the sha256 etcdctl also appends (and `snapshot
+        // restore` checks). Read as it arrives, so the plugin never holds the whole db.
         let mut writer = medic_sdk::artifact::Writer::new(&p.artifact);
         let mut bytes = 0u64;
         let total = before.db_size.max(1);
-        let stream = serde_json::Deserializer::from_slice(&body).into_iter::<Value>();
-        for chunk in stream {
-            let chunk = chunk.map_err(|e| {
-                Failure::retryable(format!(
-                    "etcd at {}{path}: the snapshot stream broke off after {bytes} bytes ({e})",
-                    endpoint.url
-                ))
-            })?;
-            if let Some(error) = chunk.get("error") {
-                return Err(Failure::retryable(format!(
-                    "etcd at {}{path}: the snapshot stream failed after {bytes} bytes: {error}",
-                    endpoint.url
-                )));
+        let mut pending: Vec<u8> = Vec::new();
+        let mut ended = false;
+        while !ended {
+            match answer.body.chunk()? {
+                Some(chunk) => pending.extend_from_slice(&chunk),
+                None => ended = true,
             }
-            let blob = chunk["result"]["blob"].as_str().unwrap_or_default();
-            let data = b64::decode(blob).ok_or_else(|| {
-                Failure::permanent(format!(
-                    "etcd at {}{path}: a snapshot chunk is not base64",
-                    endpoint.url
-                ))
-            })?;
-            writer.write_all(&data).map_err(|e| {
-                Failure::permanent(format!("writing artifact `{}`: {e}", p.artifact))
-            })?;
-            bytes += data.len() as u64;
-            medic_sdk::progress(bytes.min(total), total, "streaming the snapshot");
+            while let Some(line) = next_line(&mut pending, ended) {
+                let data = snapshot_chunk(&endpoint.url, path, &line, bytes)?;
+                writer.write_all(&data).map_err(|e| {
+                    Failure::permanent(format!("writing artifact `{}`: {e}", p.artifact))
+                })?;
+                bytes += data.len() as u64;
+                medic_sdk::progress(bytes.min(total), total, "streaming the snapshot");
+            }
         }
         if bytes == 0 {
             return Err(Failure::retryable(format!(
@@ -403,6 +397,45 @@ impl TypedAction for Snapshot {
     fn observe(_: &Context, _: SnapshotParams) -> Result<Observation<SnapshotOutput>, Failure> {
         Ok(Observation::NotDone)
     }
+}
+
+/// Takes the next complete line out of `pending` (the rest of it too when the stream
+/// has `ended`); blank lines are skipped.
+fn next_line(pending: &mut Vec<u8>, ended: bool) -> Option<Vec<u8>> {
+    loop {
+        let line = match pending.iter().position(|&b| b == b'\n') {
+            Some(end) => {
+                let mut line: Vec<u8> = pending.drain(..=end).collect();
+                line.pop();
+                line
+            }
+            None if ended && !pending.is_empty() => std::mem::take(pending),
+            None => return None,
+        };
+        if !line.iter().all(u8::is_ascii_whitespace) {
+            return Some(line);
+        }
+    }
+}
+
+/// The bytes of one line of the gateway's snapshot stream.
+fn snapshot_chunk(url: &str, path: &str, line: &[u8], so_far: u64) -> Result<Vec<u8>, Failure> {
+    let chunk: Value = serde_json::from_slice(line).map_err(|e| {
+        Failure::retryable(format!(
+            "etcd at {url}{path}: the snapshot stream broke off after {so_far} bytes ({e})"
+        ))
+    })?;
+    if let Some(error) = chunk.get("error") {
+        return Err(Failure::retryable(format!(
+            "etcd at {url}{path}: the snapshot stream failed after {so_far} bytes: {error}"
+        )));
+    }
+    let blob = chunk["result"]["blob"].as_str().unwrap_or_default();
+    b64::decode(blob).ok_or_else(|| {
+        Failure::permanent(format!(
+            "etcd at {url}{path}: a snapshot chunk is not base64"
+        ))
+    })
 }
 
 // ---------------------------------------------------------------- defragment
@@ -728,6 +761,20 @@ mod tests {
                 "member-promote"
             ]
         );
+    }
+
+    #[test]
+    fn snapshot_stream_lines_are_split_however_the_chunks_fall() {
+        let mut pending = b"{\"a\":1}\n\n{\"b\"".to_vec();
+        assert_eq!(next_line(&mut pending, false).unwrap(), b"{\"a\":1}");
+        assert_eq!(next_line(&mut pending, false), None);
+        pending.extend_from_slice(b":2}");
+        assert_eq!(next_line(&mut pending, true).unwrap(), b"{\"b\":2}");
+        assert_eq!(next_line(&mut pending, true), None);
+        let line = br#"{"result":{"blob":"Zm9v"}}"#;
+        assert_eq!(snapshot_chunk("u", "/p", line, 0).unwrap(), b"foo");
+        let broken = snapshot_chunk("u", "/p", br#"{"error":{"code":14}}"#, 9).unwrap_err();
+        assert!(broken.retryable && broken.message.contains("after 9 bytes"));
     }
 
     #[test]

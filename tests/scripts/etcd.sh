@@ -8,6 +8,8 @@
 #   etcd.sh [DIR]        start (or reuse) the member in DIR
 #                        (default ${MEDIC_CACHE:-$HOME/.cache/medic}/etcd)
 #   etcd.sh --stop [DIR] stop the member this script started in DIR
+#   etcd.sh --join URL DIR  add a learner to the cluster of the member at URL
+#                        (`etcdctl member add --learner`) and start it in DIR
 #
 # Started again after a stop, the member comes back on the same ports with its data
 # (a real restart), unless a port was taken meanwhile.
@@ -18,9 +20,13 @@
 set -euo pipefail
 
 stop=false
+join=""
 if [ "${1:-}" = "--stop" ]; then
     stop=true
     shift
+elif [ "${1:-}" = "--join" ]; then
+    join="${2:?--join needs the client URL of a member of the cluster}"
+    shift 2
 fi
 DIR="${1:-${MEDIC_CACHE:-$HOME/.cache/medic}/etcd}"
 mkdir -p "$DIR"
@@ -111,17 +117,29 @@ if [ -z "$client" ]; then
     peer="$(free_port)" || { say "found no free port"; exit 1; }
     [ "$client" != "$peer" ] || peer=$((client + 1))
     # The old data recorded the old peer URL: a new cluster needs fresh data.
-    rm -rf "$DIR/data"
+    rm -rf "$DIR/data" "$DIR/name"
 fi
 echo "$client $peer" >"$DIR/ports"
 url="http://127.0.0.1:$client"
 rm -f "$PIDFILE" "$DIR/url"
+name=medic-test
+initial=(--initial-cluster "medic-test=http://127.0.0.1:$peer" --initial-cluster-state new)
+if [ -n "$join" ] && [ ! -d "$DIR/data/member" ]; then
+    name="learner-$client"
+    added="$(ETCDCTL_API=3 etcdctl --endpoints "$join" --command-timeout=10s member add "$name" \
+        --learner --peer-urls="http://127.0.0.1:$peer")" || { say "etcdctl member add failed"; exit 1; }
+    cluster="$(echo "$added" | sed -n 's/^ETCD_INITIAL_CLUSTER="\(.*\)"$/\1/p')"
+    initial=(--initial-cluster "$cluster" --initial-cluster-state existing)
+    echo "$name" >"$DIR/name"
+elif [ -s "$DIR/name" ]; then
+    name="$(cat "$DIR/name")"
+fi
 # Its own session, so a test process's end (or Ctrl-C) does not take it along; not
 # holding the lock (fd 9) or any pipe of the caller.
-setsid etcd --name medic-test --data-dir "$DIR/data" \
+setsid etcd --name "$name" --data-dir "$DIR/data" \
     --listen-client-urls "$url" --advertise-client-urls "$url" \
     --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
-    --initial-cluster "medic-test=http://127.0.0.1:$peer" --initial-cluster-state new \
+    "${initial[@]}" \
     --quota-backend-bytes 268435456 \
     </dev/null >>"$LOG" 2>&1 9>&- &
 echo $! >"$PIDFILE"

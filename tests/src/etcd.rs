@@ -53,6 +53,22 @@ impl Etcd {
         }
     }
 
+    /// A second member of this member's cluster, added as a learner and started
+    /// (`etcd.sh --join`); stopped on drop.
+    pub fn learner(&self) -> Etcd {
+        let scratch = tempfile::Builder::new()
+            .prefix("medic-etcd-learner-")
+            .tempdir()
+            .expect("create a directory for a learner");
+        let dir = scratch.path().to_path_buf();
+        let url = run_script(&["--join", &self.url], &dir).trim().to_string();
+        Etcd {
+            url,
+            dir,
+            private: Some(scratch),
+        }
+    }
+
     /// `etcdctl --endpoints URL ARGS... -w json`, parsed.
     pub fn ctl_json(&self, args: &[&str]) -> Value {
         let out = self.ctl(&[args, &["-w", "json"]].concat());

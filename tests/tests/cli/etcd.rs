@@ -410,6 +410,68 @@ fn member_promote_leaves_a_voter_alone_and_waits_for_a_learner_to_catch_up() {
 }
 
 #[test]
+fn member_promote_makes_a_running_learner_a_voter() {
+    let etcd = Etcd::private();
+    let learner = etcd.learner();
+    let ctl = etcd.ctl_json(&["member", "list"]);
+    let id_of_learner = ctl["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["isLearner"] == true)
+        .map(|m| id(&m["ID"]))
+        .unwrap_or_else(|| panic!("the learner is listed: {ctl}"));
+    let medic = Medic::new();
+    let mut promote = step(
+        "promote",
+        "member-promote",
+        json!({"endpoint": etcd.url, "member_id": id_of_learner}),
+    );
+    // It may still be catching up with the leader: etcd refuses until it has.
+    promote["retry"] = json!({"attempts": 20, "backoff": "fixed", "initial": "500ms", "max": "500ms", "jitter": false});
+    let (out, view) = run_steps(
+        &medic,
+        &[&etcd.url, &learner.url],
+        json!([
+            promote,
+            step("members", "member-list", json!({"endpoint": etcd.url})),
+            step(
+                "learner-status",
+                "status",
+                json!({"endpoint": learner.url, "require_leader": true})
+            ),
+        ]),
+    );
+    out.expect_code(exit::SUCCEEDED, || view.pretty());
+    let o = &view.step("promote").output;
+    assert_eq!(
+        (&o["promoted"], &o["voters"]),
+        (&json!(true), &json!(2)),
+        "{}",
+        view.pretty()
+    );
+    let members = &view.step("members").output;
+    assert_eq!(
+        (
+            members["voters"].as_u64(),
+            members["learners"].as_u64(),
+            members["quorum"].as_u64()
+        ),
+        (Some(2), Some(0), Some(2))
+    );
+    let ctl = etcd.ctl_json(&["member", "list"]);
+    assert!(
+        ctl["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["isLearner"] != true),
+        "etcdctl sees no learner left: {ctl}"
+    );
+    assert_eq!(view.step("learner-status").output["is_learner"], false);
+}
+
+#[test]
 fn safe_restart_plan_runs_end_to_end_with_the_operators_restart() {
     let etcd = Etcd::private();
     etcd.ctl(&["put", "/medic/before", "restart"]);

@@ -69,6 +69,19 @@ impl Etcd {
         }
     }
 
+    /// Turns etcd's auth on (user `root`, role `root`) and returns a token for root
+    /// from the gateway's `/v3/auth/authenticate`.
+    pub fn enable_auth(&self) -> String {
+        self.ctl(&["user", "add", "root:medic-root-pw"]);
+        self.ctl(&["user", "grant-role", "root", "root"]);
+        self.ctl(&["auth", "enable"]);
+        let body = r#"{"name":"root","password":"medic-root-pw"}"#;
+        let answer = http_post(&self.url, "/v3/auth/authenticate", body);
+        let answer: Value = serde_json::from_str(&answer)
+            .unwrap_or_else(|e| panic!("authenticate answered {answer:?} ({e})"));
+        answer["token"].as_str().expect("a token").to_string()
+    }
+
     /// `etcdctl --endpoints URL ARGS... -w json`, parsed.
     pub fn ctl_json(&self, args: &[&str]) -> Value {
         let out = self.ctl(&[args, &["-w", "json"]].concat());
@@ -173,6 +186,26 @@ pub fn etcd_snapshot_status(file: &Path) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("etcdctl snapshot status printed JSON")
+}
+
+/// `POST URL PATH` with a JSON body over plain HTTP/1.1: the body of the answer.
+fn http_post(url: &str, path: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let authority = url.strip_prefix("http://").expect("an http:// URL");
+    let mut stream = std::net::TcpStream::connect(authority).expect("connect to etcd");
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or(answer)
 }
 
 fn script() -> PathBuf {

@@ -96,14 +96,16 @@ impl Endpoint {
         // gRPC codes: 4 deadline exceeded, 8 resource exhausted, 10 aborted,
         // 14 unavailable (no leader, stopping): another attempt may see a settled cluster.
         let retryable = matches!(e.code, 4 | 8 | 10 | 14) || status == 503;
-        let advice = match e.code {
-            16 => {
-                "; grant a secret holding a valid token (`token_secret`) or configure the \
-                   origin's credentials in medic.toml"
-            }
-            7 => "; the token's user lacks the permission (etcd's root role is needed)",
-            14 => "; the member has no leader or is stopping: check the cluster's quorum",
-            _ => "",
+        let advice = if e.code == 14 {
+            "; the member has no leader or is stopping: check the cluster's quorum"
+        } else if e.code == 7 || message.contains("permission denied") {
+            "; the token's user lacks the permission (maintenance needs etcd's root role)"
+        } else if e.code == 16 || message.starts_with("auth:") {
+            "; etcd has auth enabled: give the action a valid token (`token_secret`, a granted \
+             secret) or configure the origin's `Authorization` in medic.toml \
+             ([[http.credentials]]); simple tokens expire after 5 minutes"
+        } else {
+            ""
         };
         let message = format!(
             "etcd at {}{path} refused (gRPC code {}): {message}{advice}",

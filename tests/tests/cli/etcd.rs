@@ -569,6 +569,76 @@ fn safe_restart_plan_defragments_without_an_approval() {
     assert_eq!(view.step("members-after").output["voters"], 1);
 }
 
+/// With etcd's auth on: refused without a token (a permanent failure that says how to
+/// give one), accepted with a token from a granted secret or attached by the host
+/// from medic.toml's `[[http.credentials]]`; the token appears in no output.
+#[test]
+fn auth_tokens_come_from_a_secret_or_the_operators_configuration() {
+    let etcd = Etcd::private();
+    let token = etcd.enable_auth();
+    let medic = Medic::new();
+    std::fs::create_dir_all(medic.data_dir().join("secrets")).unwrap();
+    std::fs::write(
+        medic.data_dir().join("secrets/etcd-token"),
+        format!("{token}\n"),
+    )
+    .unwrap();
+    std::fs::write(medic.data_dir().join("secrets/etcd-header"), &token).unwrap();
+    std::fs::write(
+        medic.data_dir().join("medic.toml"),
+        "secrets_dir = \"secrets\"\n",
+    )
+    .unwrap();
+
+    let (out, view) = run_steps(
+        &medic,
+        &[&etcd.url],
+        json!([step("defrag", "defragment", json!({"endpoint": etcd.url}))]),
+    );
+    out.expect_code(exit::FAILED, || view.pretty());
+    let failed = failures(&view, "defrag");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(!failed[0].1, "{failed:?}");
+    assert!(
+        failed[0].2.contains("user name is empty") && failed[0].2.contains("token_secret"),
+        "{failed:?}"
+    );
+
+    // A token from a secret the plan grants.
+    let plan = json!({
+        "apiVersion": "medic/v1",
+        "kind": "RecoveryPlan",
+        "metadata": {"name": "etcd-auth"},
+        "plugins": {"etcd": {"use": "etcd@0.1", "grants": {"http": [etcd.url], "secrets": ["etcd-token"]}}},
+        "steps": [
+            {"id": "alarms", "uses": "etcd/alarm-list", "with": {"endpoint": etcd.url, "token_secret": "etcd-token"}},
+            {"id": "defrag", "needs": ["alarms"], "uses": "etcd/defragment", "with": {"endpoint": etcd.url, "token_secret": "etcd-token"}},
+        ],
+    });
+    let path = medic.write("auth.json", &plan.to_string());
+    let out = medic.run(["run".as_ref(), path.as_os_str()]);
+    let view = medic.show(&run_id(&out));
+    out.expect_code(exit::SUCCEEDED, || view.pretty());
+    assert!(!view.json.to_string().contains(&token) && !out.stdout.contains(&token));
+
+    // The same token attached by the host for the origin: the plan grants no secret.
+    std::fs::write(
+        medic.data_dir().join("medic.toml"),
+        format!(
+            "secrets_dir = \"secrets\"\n\n[[http.credentials]]\norigin = \"{}\"\nheader = \"Authorization\"\nsecret = \"etcd-header\"\n",
+            etcd.url
+        ),
+    )
+    .unwrap();
+    let (out, view) = run_steps(
+        &medic,
+        &[&etcd.url],
+        json!([step("defrag", "defragment", json!({"endpoint": etcd.url}))]),
+    );
+    out.expect_code(exit::SUCCEEDED, || view.pretty());
+    assert!(!view.json.to_string().contains(&token));
+}
+
 #[test]
 fn an_origin_the_plan_does_not_grant_is_refused_by_the_host() {
     let etcd = Etcd::private();

@@ -16,6 +16,8 @@ use medic_sdk::{
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+// Exported only in a wasm32 build; native builds are for unit tests.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 struct Etcd;
 
 impl TypedPlugin for Etcd {

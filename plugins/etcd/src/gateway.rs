@@ -2,8 +2,14 @@
 //! port) through medic's `wasi:http`, and what its answers mean: gRPC status codes in
 //! an error body become retryable or permanent failures that name the endpoint.
 
+use std::time::Duration;
+
 use medic_sdk::{Failure, Value};
 use serde::Deserialize;
+
+/// How long a quick request (status, lists, health) may wait to connect or for data:
+/// a member that takes longer is as good as down for a recovery plan.
+const QUICK: Duration = Duration::from_secs(30);
 
 /// Where and how to reach one member: its client URL and the optional token.
 pub struct Endpoint {
@@ -37,13 +43,20 @@ impl Endpoint {
 
     /// `POST {url}{path}` with `body`; the answer's JSON, or a failure.
     pub fn post(&self, path: &str, body: &Value) -> Result<Value, Failure> {
-        let response = self.send("POST", path, Some(body))?;
+        let response = self.send("POST", path, Some(body), Some(QUICK))?;
+        self.answer(path, response.0, &response.1)
+    }
+
+    /// Like `post`, for a request that may take long (a defragment of a large
+    /// backend): bounded by the step's timeout only.
+    pub fn post_slow(&self, path: &str, body: &Value) -> Result<Value, Failure> {
+        let response = self.send("POST", path, Some(body), None)?;
         self.answer(path, response.0, &response.1)
     }
 
     /// `GET {url}{path}`: the status and body, whatever the status.
     pub fn get(&self, path: &str) -> Result<(u16, Vec<u8>), Failure> {
-        self.send("GET", path, None)
+        self.send("GET", path, None, Some(QUICK))
     }
 
     /// What a gateway answer means: 200 and JSON, or an error named by its gRPC code.
@@ -124,8 +137,9 @@ impl Endpoint {
         method: &str,
         path: &str,
         body: Option<&Value>,
+        timeout: Option<Duration>,
     ) -> Result<(u16, Vec<u8>), Failure> {
-        let mut answer = self.open(method, path, body)?;
+        let mut answer = self.open(method, path, body, timeout)?;
         let mut all = Vec::new();
         while let Some(chunk) = answer.body.chunk()? {
             all.extend_from_slice(&chunk);
@@ -134,8 +148,15 @@ impl Endpoint {
     }
 
     /// Sends a request; the answer's body is read chunk by chunk (a snapshot).
+    /// `timeout` bounds connecting and each wait for data; `None`: the step's timeout.
     #[cfg(target_arch = "wasm32")]
-    pub fn open(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Answer, Failure> {
+    pub fn open(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        timeout: Option<Duration>,
+    ) -> Result<Answer, Failure> {
         use medic_sdk::http::Request;
         let mut request = Request::new(method, &format!("{}{path}", self.url));
         if let Some(token) = &self.token {
@@ -143,6 +164,9 @@ impl Endpoint {
         }
         if let Some(body) = body {
             request = request.json(body);
+        }
+        if let Some(timeout) = timeout {
+            request = request.timeout(timeout);
         }
         let streaming = request.open().map_err(|e| self.unreachable(e))?;
         Ok(Answer {
@@ -155,8 +179,14 @@ impl Endpoint {
     }
 
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn open(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Answer, Failure> {
-        let _ = (body, &self.token);
+    pub fn open(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        timeout: Option<Duration>,
+    ) -> Result<Answer, Failure> {
+        let _ = (body, timeout, &self.token);
         Err(Failure::permanent(format!(
             "{method} {}{path}: HTTP needs the medic host (a wasm32 build)",
             self.url

@@ -351,7 +351,7 @@ impl TypedAction for Snapshot {
         let endpoint = p.target.connect()?;
         let before = status(&endpoint)?;
         let path = "/v3/maintenance/snapshot";
-        let mut answer = endpoint.open("POST", path, Some(&json!({})))?;
+        let mut answer = endpoint.open("POST", path, Some(&json!({})), None)?;
         if answer.status != 200 {
             let mut body = Vec::new();
             while let Some(chunk) = answer.body.chunk()? {
@@ -466,7 +466,7 @@ impl TypedAction for Defragment {
     fn invoke(_ctx: &Context, p: Target) -> Result<DefragmentOutput, Failure> {
         let endpoint = p.connect()?;
         let before = status(&endpoint)?;
-        endpoint.post("/v3/maintenance/defragment", &json!({}))?;
+        endpoint.post_slow("/v3/maintenance/defragment", &json!({}))?;
         let after = status(&endpoint)?;
         Ok(DefragmentOutput {
             endpoint: endpoint.url,

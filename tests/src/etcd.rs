@@ -1,11 +1,10 @@
 //! A real etcd for the etcd plugin's tests, through `tests/scripts/etcd.sh` (which
-//! installs it if missing): one shared single member per machine, started or reused
-//! once per test process, plus private members for tests that stop theirs. Answers
+//! installs it if missing): a private single member per test (~0.5 s to start, so
+//! no test sees another's keys, alarms or auth), and learners joined to it. Answers
 //! are compared with `etcdctl`'s own.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 
 use serde_json::Value;
 use tempfile::TempDir;
@@ -20,25 +19,7 @@ pub struct Etcd {
 }
 
 impl Etcd {
-    /// The machine's shared member, started (or found running) on first use.
-    pub fn shared() -> &'static Etcd {
-        static SHARED: OnceLock<Etcd> = OnceLock::new();
-        SHARED.get_or_init(|| {
-            let dir = match std::env::var_os("MEDIC_CACHE") {
-                Some(cache) => PathBuf::from(cache).join("etcd"),
-                None => PathBuf::from(std::env::var_os("HOME").expect("HOME is set"))
-                    .join(".cache/medic/etcd"),
-            };
-            let url = start(&dir);
-            Etcd {
-                url,
-                dir,
-                private: None,
-            }
-        })
-    }
-
-    /// A member of this test's own (for tests that stop it); stopped on drop.
+    /// A member of this test's own; stopped on drop.
     pub fn private() -> Etcd {
         let scratch = tempfile::Builder::new()
             .prefix("medic-etcd-")

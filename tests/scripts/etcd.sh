@@ -3,7 +3,7 @@
 # if missing, starts a single member on 127.0.0.1 at free client and peer ports with
 # its data dir and pid file under DIR, waits until it answers `/health`, and prints
 # its client URL (`http://127.0.0.1:PORT`, the only line on stdout). The v3 JSON
-# gateway is on the client port.
+# gateway is on the client port. Needs flock and curl besides etcd.
 #
 #   etcd.sh [DIR]        start (or reuse) the member in DIR
 #                        (default ${MEDIC_CACHE:-$HOME/.cache/medic}/etcd)

@@ -121,6 +121,18 @@ impl Request {
 
     /// Sends the request and reads the whole response.
     pub fn send(self) -> Result<Response, Error> {
+        let mut streaming = self.open()?;
+        let body = streaming.read_to_end()?;
+        Ok(Response {
+            status: streaming.status,
+            headers: std::mem::take(&mut streaming.headers),
+            body,
+        })
+    }
+
+    /// Sends the request and returns once the response's status and headers are in;
+    /// its body is read with [`Streaming::chunk`], never held whole.
+    pub fn open(self) -> Result<Streaming, Error> {
         let url = Url::parse(&self.url)?;
         let what = format!("{} {}", self.method, self.url);
         let failed = |message: String, retryable: bool| Error {
@@ -171,7 +183,15 @@ impl Request {
 
         let pending = outgoing_handler::handle(request, options)
             .map_err(|code| describe(&what, &url.origin, &code))?;
-        write_body(body, &self.body).map_err(|e| failed(e, true))?;
+        if let Err(e) = write_body(body, &self.body) {
+            // A request the host refused (an origin the plan does not grant) closes the
+            // body stream: the response's error says why, the closed stream does not.
+            pending.subscribe().block();
+            if let Some(Ok(Err(code))) = pending.get() {
+                return Err(describe(&what, &url.origin, &code));
+            }
+            return Err(failed(e, true));
+        }
 
         let response = loop {
             match pending.get() {
@@ -193,12 +213,61 @@ impl Request {
         let incoming = response
             .consume()
             .map_err(|_| failed("the response body was already taken".into(), false))?;
-        let body = read_body(incoming).map_err(|e| failed(e, true))?;
-        Ok(Response {
+        let stream = incoming
+            .stream()
+            .map_err(|_| failed("the response body stream was already taken".into(), false))?;
+        Ok(Streaming {
             status,
             headers,
-            body,
+            what,
+            stream: Some(stream),
+            _incoming: incoming,
         })
+    }
+}
+
+/// A response whose body is read chunk by chunk as it arrives ([`Request::open`]):
+/// for bodies larger than a plugin's memory (a database snapshot), written on to an
+/// artifact as they come.
+pub struct Streaming {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    what: String,
+    // Dropped before the body it is a child of (fields drop in order).
+    stream: Option<wasip2::io::streams::InputStream>,
+    _incoming: IncomingBody,
+}
+
+impl Streaming {
+    /// The next piece of the body (at most 64 KiB), `None` at its end.
+    pub fn chunk(&mut self) -> Result<Option<Vec<u8>>, Error> {
+        let Some(stream) = &self.stream else {
+            return Ok(None);
+        };
+        match stream.blocking_read(64 << 10) {
+            Ok(chunk) => Ok(Some(chunk)),
+            Err(StreamError::Closed) => {
+                self.stream = None;
+                Ok(None)
+            }
+            Err(e) => Err(Error {
+                message: format!(
+                    "{}: reading the response body: {}",
+                    self.what,
+                    stream_error(e)
+                ),
+                retryable: true,
+            }),
+        }
+    }
+
+    /// The rest of the body.
+    pub fn read_to_end(&mut self) -> Result<Vec<u8>, Error> {
+        let mut body = Vec::new();
+        while let Some(chunk) = self.chunk()? {
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
 }
 
@@ -315,24 +384,6 @@ fn write_body(body: OutgoingBody, data: &[u8]) -> Result<(), String> {
         }
     }
     OutgoingBody::finish(body, None).map_err(|code| format!("finishing the request body: {code:?}"))
-}
-
-fn read_body(incoming: IncomingBody) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    {
-        let stream = incoming
-            .stream()
-            .map_err(|_| "the response body stream was already taken".to_string())?;
-        loop {
-            match stream.blocking_read(64 << 10) {
-                Ok(chunk) => body.extend_from_slice(&chunk),
-                Err(StreamError::Closed) => break,
-                Err(e) => return Err(format!("reading the response body: {}", stream_error(e))),
-            }
-        }
-    }
-    drop(incoming);
-    Ok(body)
 }
 
 fn stream_error(e: StreamError) -> String {

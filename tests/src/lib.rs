@@ -1,12 +1,15 @@
 //! Shared harness of the black-box tests: the real `medic` binary run in a scratch
 //! directory per test, its output captured, its runs read back through
 //! `medic runs show --json`, and a counter target that records every effect the
-//! probe plugin applies to it, and a real MariaDB (`mariadb.rs`, through
-//! tests/scripts/mariadb.sh) for the `sql` interface, and a contract fixture of
-//! Consul's HTTP API (`consul_fixture.rs`; no agent is installable here). Modelled on ripgrep's `tests/util.rs`.
+//! probe plugin applies to it, a real etcd (`etcd.rs`, through tests/scripts/etcd.sh)
+//! for the etcd plugin, a real MariaDB (`mariadb.rs`, through tests/scripts/mariadb.sh)
+//! for the `sql` interface, and a contract fixture of Consul's HTTP API
+//! (`consul_fixture.rs`; no agent is installable here). Modelled on ripgrep's
+//! `tests/util.rs`.
 
 mod consul_fixture;
 mod counter;
+mod etcd;
 mod mariadb;
 mod medic;
 mod metrics;
@@ -19,6 +22,7 @@ mod wait;
 
 pub use consul_fixture::{ConsulFixture, FIXTURE_NODE, Recorded, call as consul_call};
 pub use counter::{Applied, CounterTarget};
+pub use etcd::{Etcd, etcd_snapshot_status};
 pub use mariadb::{LIMITED_PASSWORD, LIMITED_USER, MariaDb, TEST_PASSWORD, TEST_USER};
 pub use medic::{Finished, Medic, exit_code};
 pub use metrics::{Histogram, Scrape};

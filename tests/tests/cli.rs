@@ -13,6 +13,8 @@ mod auth;
 mod consul;
 #[path = "cli/crash.rs"]
 mod crash;
+#[path = "cli/etcd.rs"]
+mod etcd;
 #[path = "cli/hostile.rs"]
 mod hostile;
 #[path = "cli/metrics_api.rs"]

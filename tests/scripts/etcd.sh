@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# A private etcd for the etcd plugin's tests: installs etcd-server/etcd-client (Debian)
+# if missing, starts a single member on 127.0.0.1 at free client and peer ports with
+# its data dir and pid file under DIR, waits until it answers `/health`, and prints
+# its client URL (`http://127.0.0.1:PORT`, the only line on stdout). The v3 JSON
+# gateway is on the client port. Needs flock and curl besides etcd.
+#
+#   etcd.sh [DIR]        start (or reuse) the member in DIR
+#                        (default ${MEDIC_CACHE:-$HOME/.cache/medic}/etcd)
+#   etcd.sh --stop [DIR] stop the member this script started in DIR
+#   etcd.sh --join URL DIR  add a learner to the cluster of the member at URL
+#                        (`etcdctl member add --learner`) and start it in DIR
+#
+# Started again after a stop, the member comes back on the same ports with its data
+# (a real restart), unless a port was taken meanwhile.
+#
+# Idempotent and safe to run concurrently: a lock file serialises callers, and a
+# member it started earlier (pid file alive, answering) is reused. It only ever
+# signals the pid in DIR's pid file, never a process found by name.
+set -euo pipefail
+
+stop=false
+join=""
+if [ "${1:-}" = "--stop" ]; then
+    stop=true
+    shift
+elif [ "${1:-}" = "--join" ]; then
+    join="${2:?--join needs the client URL of a member of the cluster}"
+    shift 2
+fi
+DIR="${1:-${MEDIC_CACHE:-$HOME/.cache/medic}/etcd}"
+mkdir -p "$DIR"
+DIR="$(cd "$DIR" && pwd)"
+PIDFILE="$DIR/etcd.pid"
+LOG="$DIR/etcd.log"
+
+say() { echo "etcd.sh: $*" >&2; }
+
+exec 9>"$DIR/.lock"
+flock 9
+
+running_pid() {
+    [ -s "$PIDFILE" ] || return 1
+    local pid
+    pid="$(cat "$PIDFILE")"
+    # Ours only if it is an etcd whose data dir is this directory's.
+    if kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "--data-dir $DIR/data"; then
+        echo "$pid"
+        return 0
+    fi
+    return 1
+}
+
+if $stop; then
+    if pid="$(running_pid)"; then
+        kill "$pid"
+        for _ in $(seq 1 100); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        say "stopped etcd $pid"
+    fi
+    rm -f "$PIDFILE"
+    exit 0
+fi
+
+if ! command -v etcd >/dev/null || ! command -v etcdctl >/dev/null; then
+    if ! command -v apt-get >/dev/null; then
+        say "etcd is not installed and there is no apt-get: install etcd 3.4+ (etcd, etcdctl) yourself"
+        exit 1
+    fi
+    say "installing etcd-server and etcd-client (apt-get)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2
+    apt-get install -y -qq etcd-server etcd-client >&2
+fi
+
+healthy() {
+    [ -s "$DIR/url" ] || return 1
+    curl -fsS --max-time 2 "$(cat "$DIR/url")/health" 2>/dev/null | grep -q '"health":"true"'
+}
+
+if pid="$(running_pid)"; then
+    for _ in $(seq 1 50); do
+        healthy && { cat "$DIR/url"; exit 0; }
+        sleep 0.2
+    done
+    say "etcd $pid does not answer; restarting it"
+    kill -9 "$pid" 2>/dev/null || true
+fi
+
+free_port() {
+    local candidate
+    for _ in $(seq 1 50); do
+        candidate=$((20000 + RANDOM % 30000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then
+            echo "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# A member started here before comes back on its ports with its data (a restart, as
+# an operator does it); otherwise a fresh cluster on free ports.
+client=""
+peer=""
+if [ -s "$DIR/ports" ] && [ -d "$DIR/data/member" ]; then
+    read -r client peer <"$DIR/ports"
+    if ! free "$client" || ! free "$peer"; then
+        say "ports $client/$peer are taken; starting a fresh member"
+        client=""
+    fi
+fi
+if [ -z "$client" ]; then
+    client="$(free_port)" || { say "found no free port"; exit 1; }
+    peer="$(free_port)" || { say "found no free port"; exit 1; }
+    [ "$client" != "$peer" ] || peer=$((client + 1))
+    # The old data recorded the old peer URL: a new cluster needs fresh data.
+    rm -rf "$DIR/data" "$DIR/name"
+fi
+echo "$client $peer" >"$DIR/ports"
+url="http://127.0.0.1:$client"
+rm -f "$PIDFILE" "$DIR/url"
+name=medic-test
+initial=(--initial-cluster "medic-test=http://127.0.0.1:$peer" --initial-cluster-state new)
+if [ -n "$join" ] && [ ! -d "$DIR/data/member" ]; then
+    name="learner-$client"
+    added="$(ETCDCTL_API=3 etcdctl --endpoints "$join" --command-timeout=10s member add "$name" \
+        --learner --peer-urls="http://127.0.0.1:$peer")" || { say "etcdctl member add failed"; exit 1; }
+    cluster="$(echo "$added" | sed -n 's/^ETCD_INITIAL_CLUSTER="\(.*\)"$/\1/p')"
+    initial=(--initial-cluster "$cluster" --initial-cluster-state existing)
+    echo "$name" >"$DIR/name"
+elif [ -s "$DIR/name" ]; then
+    name="$(cat "$DIR/name")"
+fi
+# Its own session, so a test process's end (or Ctrl-C) does not take it along; not
+# holding the lock (fd 9) or any pipe of the caller.
+setsid etcd --name "$name" --data-dir "$DIR/data" \
+    --listen-client-urls "$url" --advertise-client-urls "$url" \
+    --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
+    "${initial[@]}" \
+    --quota-backend-bytes 268435456 \
+    </dev/null >>"$LOG" 2>&1 9>&- &
+echo $! >"$PIDFILE"
+echo "$url" >"$DIR/url"
+for _ in $(seq 1 150); do
+    healthy && break
+    sleep 0.2
+done
+if ! healthy; then
+    say "etcd did not answer within 30 s; the end of $LOG:"
+    tail -20 "$LOG" >&2
+    exit 1
+fi
+say "etcd $(cat "$PIDFILE") on $url (data in $DIR)"
+echo "$url"

@@ -8,6 +8,9 @@
 #                           (default ${MEDIC_CACHE:-$HOME/.cache/medic}/mariadb)
 #   mariadb.sh --stop [DIR] stop the instance this script started in DIR
 #
+# Options in DIR/extra.cnf (if present) are appended to the server's [mariadbd]
+# section (tests/scripts/mariadb-pair.sh puts replication settings there).
+#
 # Idempotent and safe to run concurrently: a lock file serialises callers, and an
 # instance it started earlier (pid file alive, answering) is reused. It only ever
 # signals the pid in DIR's pid file, never a process found by name.
@@ -120,6 +123,10 @@ performance-schema = OFF
 innodb-lock-wait-timeout = 2
 log-error = $LOG
 EOF
+# Extra server options a caller left in DIR (mariadb-pair.sh: server-id, binlog, GTID).
+if [ -s "$DIR/extra.cnf" ]; then
+    cat "$DIR/extra.cnf" >>"$CNF"
+fi
 
 if [ ! -d "$DIR/data/mysql" ]; then
     rm -rf "$DIR/data"
@@ -147,6 +154,9 @@ fi
 echo "$port" >"$DIR/port"
 
 "$CLIENT" --no-defaults --socket="$SOCKET" -uroot <<'SQL'
+-- Not binlogged: each server of a replicated pair creates them itself, and a
+-- replica's own GTIDs would be errant transactions.
+SET SESSION sql_log_bin = 0;
 CREATE USER IF NOT EXISTS 'medic_test'@'%' IDENTIFIED BY 'medic-test-pw-7f3a';
 ALTER USER 'medic_test'@'%' IDENTIFIED BY 'medic-test-pw-7f3a';
 GRANT ALL PRIVILEGES ON *.* TO 'medic_test'@'%';

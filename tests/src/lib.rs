@@ -16,7 +16,10 @@ mod view;
 mod wait;
 
 pub use counter::{Applied, CounterTarget};
-pub use mariadb::{LIMITED_PASSWORD, LIMITED_USER, MariaDb, TEST_PASSWORD, TEST_USER};
+pub use mariadb::{
+    ADMIN_PASSWORD, ADMIN_USER, APP_PASSWORD, APP_USER, LIMITED_PASSWORD, LIMITED_USER, MariaDb,
+    MariaDbPair, REPL_PASSWORD, REPL_USER, TEST_PASSWORD, TEST_USER,
+};
 pub use medic::{Finished, Medic, exit_code};
 pub use metrics::{Histogram, Scrape};
 pub use process::Running;

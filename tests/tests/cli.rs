@@ -15,6 +15,8 @@ mod crash;
 mod hostile;
 #[path = "cli/metrics_api.rs"]
 mod metrics_api;
+#[path = "cli/mysql.rs"]
+mod mysql;
 #[path = "cli/openapi.rs"]
 mod openapi;
 #[path = "cli/plugin_guide.rs"]

@@ -1,0 +1,557 @@
+//! The mysql plugin and plans/mysql against a real GTID-replicated MariaDB pair
+//! (tests/scripts/mariadb-pair.sh, one private pair per test): replication broken for
+//! real, the real `medic` binary running the shipped plans, and every verdict read
+//! from the servers themselves (threads, CHECKSUM TABLE, read_only, a fresh write
+//! arriving), not from medic's report. Plus bad input: each a clear step error with
+//! nothing left read-only.
+
+use std::time::{Duration, Instant};
+
+use medic_tests::{
+    ADMIN_PASSWORD, ADMIN_USER, APP_PASSWORD, APP_USER, MariaDb, MariaDbPair, Medic,
+    REPL_PASSWORD, REPL_USER, RunView, Running, repo_root,
+};
+use serde_json::{Value, json};
+
+use crate::exit;
+
+/// One test's pair and medic, with a `medic.toml` naming `primary` and `replica`.
+struct Group {
+    pair: MariaDbPair,
+    medic: Medic,
+}
+
+impl Group {
+    fn start() -> Group {
+        Group::with_admin_password(ADMIN_PASSWORD)
+    }
+
+    /// `password` is what medic's secret holds for the `medic` user.
+    fn with_admin_password(password: &str) -> Group {
+        let pair = MariaDbPair::start();
+        let medic = Medic::new();
+        let secrets = medic.data_dir().join("secrets");
+        std::fs::create_dir_all(&secrets).unwrap();
+        std::fs::write(secrets.join("mysql-medic"), format!("{password}\n")).unwrap();
+        std::fs::write(
+            secrets.join("mysql-repl-password"),
+            format!("{REPL_PASSWORD}\n"),
+        )
+        .unwrap();
+        let mut toml = String::from("secrets_dir = \"secrets\"\n");
+        for (name, db) in [("primary", &pair.primary), ("replica", &pair.replica)] {
+            toml.push_str(&connection(name, &db.address()));
+        }
+        // Nothing listens here: the script's ports are random, this one is taken
+        // and closed by the test itself.
+        toml.push_str(&connection("nowhere", &closed_address()));
+        std::fs::write(medic.data_dir().join("medic.toml"), toml).unwrap();
+        let group = Group { pair, medic };
+        group.seed();
+        group
+    }
+
+    /// A table of 200 rows written by the application user, replicated.
+    fn seed(&self) {
+        self.app(
+            &self.pair.primary,
+            "CREATE TABLE app.items (id INT PRIMARY KEY, v VARCHAR(40) NOT NULL); \
+             CREATE TABLE app.notes (id INT PRIMARY KEY, body TEXT)",
+        )
+        .unwrap();
+        let values: Vec<String> = (1..=200).map(|i| format!("({i}, 'item {i}')")).collect();
+        self.app(
+            &self.pair.primary,
+            &format!("INSERT INTO app.items VALUES {}", values.join(", ")),
+        )
+        .unwrap();
+        self.app(
+            &self.pair.primary,
+            "INSERT INTO app.notes VALUES (1, 'hello'), (2, NULL)",
+        )
+        .unwrap();
+        self.caught_up();
+    }
+
+    fn app(&self, db: &MariaDb, statements: &str) -> Result<String, String> {
+        db.sql_as(APP_USER, APP_PASSWORD, statements)
+    }
+
+    /// Waits (up to 20 s) until the replica has applied the primary's binlog.
+    fn caught_up(&self) {
+        let target = self
+            .pair
+            .primary
+            .sql("SELECT @@global.gtid_binlog_pos")
+            .trim()
+            .to_string();
+        let reached = self
+            .pair
+            .replica
+            .sql(&format!("SELECT MASTER_GTID_WAIT('{target}', 20)"));
+        assert_eq!(
+            reached.trim(),
+            "0",
+            "the replica did not reach {target}\n{}",
+            self.pair.replica.sql("SHOW SLAVE STATUS\\G")
+        );
+    }
+
+    /// Breaks replication for real: the replica's SQL thread stopped, a row written
+    /// on the replica directly (root is not stopped by read_only), the same key
+    /// written on the primary, a table dropped on the replica; replication started
+    /// again stops on the duplicate key.
+    fn break_replica(&self) {
+        let replica = &self.pair.replica;
+        replica.sql("STOP SLAVE SQL_THREAD");
+        replica.sql(
+            "INSERT INTO app.items VALUES (1000, 'drifted on the replica'); \
+             UPDATE app.items SET v = 'drifted' WHERE id = 7; DROP TABLE app.notes",
+        );
+        self.app(
+            &self.pair.primary,
+            "INSERT INTO app.items VALUES (1000, 'written on the primary')",
+        )
+        .unwrap();
+        replica.sql("START SLAVE SQL_THREAD");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while replica.slave_status("Slave_SQL_Running").as_deref() != Some("No") {
+            assert!(
+                Instant::now() < deadline,
+                "the replica's SQL thread did not stop on the conflict\n{}",
+                replica.sql("SHOW SLAVE STATUS\\G")
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_ne!(self.checksums(&self.pair.primary), self.checksums(replica));
+    }
+
+    /// `CHECKSUM TABLE` of the app tables (missing tables show as NULL).
+    fn checksums(&self, db: &MariaDb) -> String {
+        db.sql("CHECKSUM TABLE app.items, app.notes")
+    }
+
+    fn variable(&self, db: &MariaDb, name: &str) -> String {
+        db.sql(&format!("SELECT @@global.{name}")).trim().to_string()
+    }
+
+    /// The end state of a successful resync, asserted on the servers.
+    fn assert_resynced(&self, ctx: &dyn Fn() -> String) {
+        let (primary, replica) = (&self.pair.primary, &self.pair.replica);
+        assert_eq!(
+            replica.slave_status("Slave_IO_Running").as_deref(),
+            Some("Yes"),
+            "{}",
+            ctx()
+        );
+        assert_eq!(
+            replica.slave_status("Slave_SQL_Running").as_deref(),
+            Some("Yes"),
+            "{}\n{}",
+            replica.sql("SHOW SLAVE STATUS\\G"),
+            ctx()
+        );
+        assert_eq!(
+            self.checksums(primary),
+            self.checksums(replica),
+            "checksums differ\n{}",
+            ctx()
+        );
+        assert_eq!(
+            replica.sql("SELECT v FROM app.items WHERE id IN (7, 1000) ORDER BY id"),
+            "item 7\nwritten on the primary\n",
+            "the replica's drift is gone\n{}",
+            ctx()
+        );
+        assert_eq!(self.variable(primary, "read_only"), "0", "{}", ctx());
+        assert_eq!(
+            self.variable(replica, "read_only"),
+            "1",
+            "the rebuilt replica is read-only\n{}",
+            ctx()
+        );
+        // Writes resumed, and a new one arrives on the replica.
+        self.app(primary, "INSERT INTO app.items VALUES (5000, 'after the resync')")
+            .unwrap_or_else(|e| panic!("the application cannot write: {e}\n{}", ctx()));
+        self.caught_up();
+        assert_eq!(
+            replica.sql("SELECT v FROM app.items WHERE id = 5000"),
+            "after the resync\n",
+            "{}",
+            ctx()
+        );
+        assert_eq!(self.checksums(primary), self.checksums(replica), "{}", ctx());
+    }
+
+    /// `medic run` of a shipped plan under plans/mysql, in the background.
+    fn spawn_plan(&self, plan: &str, params: &[String]) -> Running {
+        let path = repo_root().join("plans/mysql").join(plan);
+        let mut args = vec!["run".to_string(), path.display().to_string()];
+        for p in params {
+            args.push("-p".into());
+            args.push(p.clone());
+        }
+        self.medic.spawn(args)
+    }
+
+    fn resync_params(&self) -> Vec<String> {
+        vec![
+            "primary_host=127.0.0.1".into(),
+            format!("primary_port={}", self.pair.primary.port),
+            format!("repl_user={REPL_USER}"),
+            r#"databases=["app"]"#.into(),
+            "catch_up_timeout_s=20".into(),
+        ]
+    }
+
+    /// Waits until `step` waits for approval, then approves it.
+    fn approve(&self, running: &Running, run: &str, step: &str) {
+        self.medic.wait_for_run(
+            run,
+            Duration::from_secs(30),
+            &format!("step `{step}` waiting for approval"),
+            |view| (view.step_status(step) == Some("approval")).then_some(()),
+            || running.describe(),
+        );
+        self.medic
+            .run(["approve", run, step])
+            .expect_code(0, || running.describe());
+    }
+
+    /// Runs a plan of mysql steps (one after the other) written by the test.
+    fn run_steps(&self, steps: Value) -> (medic_tests::Finished, RunView) {
+        let mut previous: Option<String> = None;
+        let steps: Vec<Value> = steps
+            .as_array()
+            .unwrap()
+            .iter()
+            .cloned()
+            .map(|mut step| {
+                if let Some(before) = previous.replace(step["id"].as_str().unwrap().to_string()) {
+                    step["needs"] = json!([before]);
+                }
+                step
+            })
+            .collect();
+        let plan = json!({
+            "apiVersion": "medic/v1",
+            "kind": "RecoveryPlan",
+            "metadata": {"name": "mysql-test"},
+            "plugins": {"mysql": {"use": "mysql@0.1", "grants": {
+                "sql": ["primary", "replica", "nowhere"],
+                "secrets": ["mysql-repl-password"],
+            }}},
+            "steps": steps,
+        });
+        let path = self
+            .medic
+            .write("plan.json", &serde_json::to_string_pretty(&plan).unwrap());
+        let out = self
+            .medic
+            .run_with_timeout(["run".as_ref(), path.as_os_str()], Duration::from_secs(60));
+        let run = out
+            .stdout
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("run "))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no `run ID started` line\n{out}"))
+            .to_string();
+        let view = self.medic.show(&run);
+        (out, view)
+    }
+
+    fn assert_nothing_read_only(&self, ctx: &dyn Fn() -> String) {
+        assert_eq!(
+            self.variable(&self.pair.primary, "read_only"),
+            "0",
+            "the primary was left read-only\n{}",
+            ctx()
+        );
+        self.app(&self.pair.primary, "INSERT INTO app.items VALUES (7777, 'still writable')")
+            .unwrap_or_else(|e| panic!("the application cannot write: {e}\n{}", ctx()));
+    }
+}
+
+fn connection(name: &str, address: &str) -> String {
+    format!(
+        "\n[sql.{name}]\naddress = \"{address}\"\nuser = \"{ADMIN_USER}\"\n\
+         password_secret = \"mysql-medic\"\ntls = \"off\"\n"
+    )
+}
+
+/// A loopback address nothing listens on (bound, then closed).
+fn closed_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+/// Each step of the run succeeded with exactly one successful attempt: nothing applied
+/// twice.
+fn assert_each_step_once(view: &RunView, ctx: &dyn Fn() -> String) {
+    for step in view.json["steps"].as_array().unwrap() {
+        let id = step["id"].as_str().unwrap();
+        let succeeded = view
+            .attempts_of(id, false)
+            .iter()
+            .filter(|a| a.status == "succeeded")
+            .count();
+        assert!(
+            succeeded <= 1,
+            "step {id} succeeded {succeeded} times\n{}",
+            ctx()
+        );
+        assert_eq!(view.step(id).status, "succeeded", "{}", ctx());
+    }
+}
+
+fn step_error(view: &RunView, step: &str) -> String {
+    view.step(step).error.as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn replica_resync_rebuilds_a_broken_replica() {
+    let started = Instant::now();
+    let group = Group::start();
+    group.break_replica();
+
+    let mut running = group.spawn_plan("replica-resync.yaml", &group.resync_params());
+    let run = running.run_id();
+    group.approve(&running, &run, "approve-rebuild");
+    let out = running.wait(Duration::from_secs(60));
+    let ctx = || format!("{out}\n{}", group.medic.describe_run(&run));
+    out.expect_code(exit::SUCCEEDED, ctx);
+
+    group.assert_resynced(&ctx);
+    assert_each_step_once(&group.medic.show(&run), &ctx);
+    eprintln!("replica_resync_rebuilds_a_broken_replica: {:?}", started.elapsed());
+}
+
+/// SIGKILLed while `restore` is blocked (a test client holds a table lock on the
+/// replica), then resumed: the mutating restore is held rather than guessed at,
+/// `medic retry` + `medic resume` finish the run, and the end state is the same.
+#[test]
+fn replica_resync_killed_mid_run_resumes_to_the_same_end() {
+    let started = Instant::now();
+    let group = Group::start();
+    group.break_replica();
+    let mut lock = group
+        .pair
+        .replica
+        .spawn_sql("LOCK TABLES app.items READ; SELECT SLEEP(60)");
+
+    let mut running = group.spawn_plan("replica-resync.yaml", &group.resync_params());
+    let run = running.run_id();
+    group.approve(&running, &run, "approve-rebuild");
+    group.medic.wait_for_run(
+        &run,
+        Duration::from_secs(30),
+        "restore running",
+        |view| (view.step_status("restore") == Some("running")).then_some(()),
+        || running.describe(),
+    );
+    // Inside the blocked statement, not before it.
+    std::thread::sleep(Duration::from_millis(500));
+    let killed = running.kill();
+    assert_eq!(killed.code, 128 + 9, "{killed}");
+    assert_eq!(
+        group.variable(&group.pair.primary, "read_only"),
+        "1",
+        "writes were paused when medic died"
+    );
+    lock.kill().unwrap();
+    lock.wait().unwrap();
+
+    let out = group.medic.run(["resume", &run]);
+    let ctx = || format!("{killed}\n{out}\n{}", group.medic.describe_run(&run));
+    let out = if out.code == exit::HELD {
+        let view = group.medic.show(&run);
+        assert_eq!(view.step("restore").status, "held", "{}", ctx());
+        group
+            .medic
+            .run(["retry", &run, "restore"])
+            .expect_code(0, ctx);
+        group.medic.run(["resume", &run])
+    } else {
+        out
+    };
+    let ctx = || format!("{killed}\n{out}\n{}", group.medic.describe_run(&run));
+    out.expect_code(exit::SUCCEEDED, ctx);
+    group.assert_resynced(&ctx);
+    let view = group.medic.show(&run);
+    assert_each_step_once(&view, &ctx);
+    assert_eq!(
+        view.attempts_of("pause-writes", false).len(),
+        1,
+        "writes were paused once\n{}",
+        ctx()
+    );
+    eprintln!(
+        "replica_resync_killed_mid_run_resumes_to_the_same_end: {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn primary_failover_promotes_the_replica() {
+    let started = Instant::now();
+    let group = Group::start();
+    // A write the replica has, then the primary dies.
+    group
+        .app(&group.pair.primary, "INSERT INTO app.items VALUES (3000, 'last')")
+        .unwrap();
+    group.caught_up();
+    group.pair.primary.kill();
+
+    let hosts = json!({"replica": {"host": "127.0.0.1", "port": group.pair.replica.port}});
+    let mut running = group.spawn_plan(
+        "primary-failover.yaml",
+        &[format!("hosts={hosts}"), format!("repl_user={REPL_USER}")],
+    );
+    let run = running.run_id();
+    group.approve(&running, &run, "approve-failover");
+    let out = running.wait(Duration::from_secs(60));
+    let ctx = || format!("{out}\n{}", group.medic.describe_run(&run));
+    out.expect_code(exit::SUCCEEDED, ctx);
+
+    let replica = &group.pair.replica;
+    assert_eq!(replica.slave_status("Slave_IO_Running"), None, "{}", ctx());
+    assert_eq!(group.variable(replica, "read_only"), "0", "{}", ctx());
+    group
+        .app(replica, "INSERT INTO app.items VALUES (3001, 'on the new primary')")
+        .unwrap_or_else(|e| panic!("the new primary refuses writes: {e}\n{}", ctx()));
+    assert_eq!(
+        replica.sql("SELECT COUNT(*) FROM app.items WHERE id IN (3000, 3001)"),
+        "2\n"
+    );
+    eprintln!("primary_failover_promotes_the_replica: {:?}", started.elapsed());
+}
+
+#[test]
+fn wrong_password_is_a_step_error_not_retried_and_not_shown() {
+    let wrong = "not-the-admin-password-93kq";
+    let group = Group::with_admin_password(wrong);
+    let (out, view) = group.run_steps(json!([{
+        "id": "status",
+        "uses": "mysql/status",
+        "with": {"server": "primary"},
+        "retry": {"attempts": 3, "backoff": "fixed", "initial": "1s", "max": "1s"},
+    }]));
+    let ctx = || format!("{out}\n{}", view.pretty());
+    out.expect_code(exit::FAILED, ctx);
+    assert_eq!(view.step("status").status, "failed", "{}", ctx());
+    assert_eq!(view.attempts_of("status", false).len(), 1, "not retried\n{}", ctx());
+    let error = step_error(&view, "status");
+    assert!(
+        error.contains("primary") && error.to_lowercase().contains("denied"),
+        "the error names the connection and the refusal: {error:?}\n{}",
+        ctx()
+    );
+    assert!(
+        !out.stdout.contains(wrong) && !out.stderr.contains(wrong) && !view.json.to_string().contains(wrong),
+        "the password is shown\n{}",
+        ctx()
+    );
+    group.assert_nothing_read_only(&ctx);
+}
+
+#[test]
+fn unreachable_server_is_a_clear_step_error() {
+    let group = Group::start();
+    let (out, view) = group.run_steps(json!([{
+        "id": "status",
+        "uses": "mysql/status",
+        "with": {"server": "nowhere"},
+    }]));
+    let ctx = || format!("{out}\n{}", view.pretty());
+    out.expect_code(exit::FAILED, ctx);
+    let error = step_error(&view, "status");
+    assert!(error.contains("nowhere"), "names the connection: {error:?}\n{}", ctx());
+    group.assert_nothing_read_only(&ctx);
+}
+
+#[test]
+fn a_server_that_is_not_a_replica_is_a_clear_step_error() {
+    let group = Group::start();
+    let (out, view) = group.run_steps(json!([{
+        "id": "replicating",
+        "uses": "mysql/replication-status",
+        "with": {"server": "primary", "require_running": true},
+    }]));
+    let ctx = || format!("{out}\n{}", view.pretty());
+    out.expect_code(exit::FAILED, ctx);
+    let error = step_error(&view, "replicating");
+    assert!(
+        error.contains("primary") && error.contains("not a replica"),
+        "{error:?}\n{}",
+        ctx()
+    );
+
+    let (out, view) = group.run_steps(json!([{
+        "id": "wait",
+        "uses": "mysql/wait-caught-up",
+        "with": {"replica": "primary", "gtid": "0-1-1", "timeout_s": 2},
+    }]));
+    let ctx = || format!("{out}\n{}", view.pretty());
+    out.expect_code(exit::FAILED, ctx);
+    let error = step_error(&view, "wait");
+    assert!(
+        error.contains("primary") && error.contains("not a replica"),
+        "{error:?}\n{}",
+        ctx()
+    );
+    group.assert_nothing_read_only(&ctx);
+}
+
+#[test]
+fn a_position_that_never_arrives_fails_at_the_deadline_naming_where_it_got() {
+    let group = Group::start();
+    let reached = group
+        .pair
+        .replica
+        .sql("SELECT @@global.gtid_slave_pos")
+        .trim()
+        .to_string();
+    let started = Instant::now();
+    let (out, view) = group.run_steps(json!([{
+        "id": "wait",
+        "uses": "mysql/wait-caught-up",
+        "with": {"replica": "replica", "gtid": "0-1-999999", "timeout_s": 2},
+    }]));
+    let ctx = || format!("{out}\n{}", view.pretty());
+    out.expect_code(exit::FAILED, ctx);
+    assert!(started.elapsed() < Duration::from_secs(20), "{}", ctx());
+    let error = step_error(&view, "wait");
+    assert!(
+        error.contains("0-1-999999") && error.contains(&reached),
+        "the error names the position waited for and the one reached ({reached}): {error:?}\n{}",
+        ctx()
+    );
+    group.assert_nothing_read_only(&ctx);
+}
+
+/// A resync that cannot finish (the replica never catches up: the replication
+/// password is wrong) rolls back, and rollback resumes writes on the primary.
+#[test]
+fn replica_resync_that_fails_resumes_writes() {
+    let group = Group::start();
+    group.break_replica();
+    std::fs::write(
+        group.medic.data_dir().join("secrets/mysql-repl-password"),
+        "wrong-repl-password\n",
+    )
+    .unwrap();
+    // A write after the backup's position that the replica can never fetch.
+    let mut params = group.resync_params();
+    params.retain(|p| !p.starts_with("catch_up_timeout_s"));
+    params.push("catch_up_timeout_s=3".into());
+    let mut running = group.spawn_plan("replica-resync.yaml", &params);
+    let run = running.run_id();
+    group.approve(&running, &run, "approve-rebuild");
+    let out = running.wait(Duration::from_secs(90));
+    let ctx = || format!("{out}\n{}", group.medic.describe_run(&run));
+    assert_ne!(out.code, exit::SUCCEEDED, "{}", ctx());
+    let view = group.medic.show(&run);
+    assert_eq!(view.step("pause-writes").status, "undone", "{}", ctx());
+    group.assert_nothing_read_only(&ctx);
+}

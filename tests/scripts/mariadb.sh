@@ -122,12 +122,15 @@ innodb-buffer-pool-size = 32M
 performance-schema = OFF
 innodb-lock-wait-timeout = 2
 log-error = $LOG
+# Its own: concurrent bootstraps sharing /tmp have failed on each other's temporary tables.
+tmpdir = $DIR/tmp
 EOF
 # Extra server options a caller left in DIR (mariadb-pair.sh: server-id, binlog, GTID).
 if [ -s "$DIR/extra.cnf" ]; then
     cat "$DIR/extra.cnf" >>"$CNF"
 fi
 
+mkdir -p "$DIR/tmp"
 if [ ! -d "$DIR/data/mysql" ]; then
     rm -rf "$DIR/data"
     "$INSTALL_DB" --defaults-file="$CNF" --user=root \

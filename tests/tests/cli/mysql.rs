@@ -364,17 +364,18 @@ fn replica_resync_killed_mid_run_resumes_to_the_same_end() {
 
     let out = group.medic.run(["resume", &run]);
     let ctx = || format!("{killed}\n{out}\n{}", group.medic.describe_run(&run));
-    let out = if out.code == exit::HELD {
-        let view = group.medic.show(&run);
-        assert_eq!(view.step("restore").status, "held", "{}", ctx());
-        group
-            .medic
-            .run(["retry", &run, "restore"])
-            .expect_code(0, ctx);
-        group.medic.run(["resume", &run])
-    } else {
-        out
-    };
+    // restore is mutating and leaves no marker: resume must hold it, not guess.
+    out.expect_code(exit::HELD, ctx);
+    let view = group.medic.show(&run);
+    assert_eq!(view.step("restore").status, "held", "{}", ctx());
+    for done in ["pause-writes", "capture-position", "backup", "reset-replica"] {
+        assert_eq!(view.step(done).status, "succeeded", "{}", ctx());
+    }
+    group
+        .medic
+        .run(["retry", &run, "restore"])
+        .expect_code(0, ctx);
+    let out = group.medic.run(["resume", &run]);
     let ctx = || format!("{killed}\n{out}\n{}", group.medic.describe_run(&run));
     out.expect_code(exit::SUCCEEDED, ctx);
     group.assert_resynced(&ctx);
@@ -496,7 +497,9 @@ fn a_server_that_is_not_a_replica_is_a_clear_step_error() {
     out.expect_code(exit::FAILED, ctx);
     let error = step_error(&view, "wait");
     assert!(
-        error.contains("primary") && error.contains("not a replica"),
+        error.contains("`primary`")
+            && error.contains("not replicating")
+            && error.contains("point-replica"),
         "{error:?}\n{}",
         ctx()
     );
@@ -530,8 +533,9 @@ fn a_position_that_never_arrives_fails_at_the_deadline_naming_where_it_got() {
     group.assert_nothing_read_only(&ctx);
 }
 
-/// A resync that cannot finish (the replica never catches up: the replication
-/// password is wrong) rolls back, and rollback resumes writes on the primary.
+/// A resync that cannot finish (the replication password is wrong, so the replica
+/// can never connect) fails at once and rolls back, which resumes writes on the
+/// primary.
 #[test]
 fn replica_resync_that_fails_resumes_writes() {
     let group = Group::start();
@@ -541,7 +545,6 @@ fn replica_resync_that_fails_resumes_writes() {
         "wrong-repl-password\n",
     )
     .unwrap();
-    // A write after the backup's position that the replica can never fetch.
     let mut params = group.resync_params();
     params.retain(|p| !p.starts_with("catch_up_timeout_s"));
     params.push("catch_up_timeout_s=3".into());
@@ -553,5 +556,14 @@ fn replica_resync_that_fails_resumes_writes() {
     assert_ne!(out.code, exit::SUCCEEDED, "{}", ctx());
     let view = group.medic.show(&run);
     assert_eq!(view.step("pause-writes").status, "undone", "{}", ctx());
+    // The refused replication login is permanent: one attempt, a clear error.
+    assert_eq!(view.step("point-replica").status, "failed", "{}", ctx());
+    assert_eq!(view.attempts_of("point-replica", false).len(), 1, "{}", ctx());
+    let error = step_error(&view, "point-replica");
+    assert!(
+        error.contains("refuses its replication login") && !error.contains("wrong-repl-password"),
+        "{error:?}\n{}",
+        ctx()
+    );
     group.assert_nothing_read_only(&ctx);
 }

@@ -4,7 +4,8 @@
 # installed if missing, on a free 127.0.0.1 port, stopped by its pid file), with
 # log-bin, binlog-format ROW, log-slave-updates, gtid-strict-mode and distinct
 # server-ids; users created on the primary (and replicated); the replica pointed at
-# the primary with MASTER_USE_GTID=slave_pos, read_only, and caught up. Prints
+# the primary with MASTER_USE_GTID=slave_pos, read-only (in its config), and caught
+# up. A server stopped by pid and started again keeps its port. Prints
 # "PRIMARY_PORT REPLICA_PORT" (the only line on stdout).
 #
 #   mariadb-pair.sh DIR         start (or reuse) the pair in DIR
@@ -47,6 +48,10 @@ log-slave-updates
 gtid-strict-mode = 1
 gtid-domain-id = 0
 EOF
+    # A replica comes back read-only after a restart, as configured replicas do.
+    if [ "$side" = replica ]; then
+        echo "read-only = 1" >>"$DIR/$side/extra.cnf"
+    fi
 done
 
 primary_port="$(bash "$HERE/mariadb.sh" "$DIR/primary")"
@@ -79,7 +84,6 @@ CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = $primary_port,
   MASTER_USER = 'repl', MASTER_PASSWORD = 'medic-repl-pw-9b07',
   MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1;
 START SLAVE;
-SET GLOBAL read_only = 1;
 SQL
 fi
 

@@ -99,9 +99,14 @@ if pid="$(running_pid)"; then
     kill -9 "$pid" 2>/dev/null || true
 fi
 
-# A free port: the first of a random walk that nothing accepts on.
+# A free port: the one this instance had before (a restart keeps its address), else
+# the first of a random walk that nothing accepts on.
 port=""
+if [ -s "$DIR/port" ] && ! (exec 3<>"/dev/tcp/127.0.0.1/$(cat "$DIR/port")") 2>/dev/null; then
+    port="$(cat "$DIR/port")"
+fi
 for _ in $(seq 1 50); do
+    [ -z "$port" ] || break
     candidate=$((20000 + RANDOM % 30000))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then
         port=$candidate

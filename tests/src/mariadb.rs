@@ -140,6 +140,22 @@ impl MariaDb {
 }
 
 impl MariaDb {
+    /// Stops a pair member's server by its pid (as a clean shutdown) and starts it
+    /// again on the same port, as an operator's restart does.
+    pub fn restart(&self) {
+        assert!(self.in_pair, "only a pair member is restarted");
+        let stopped = Command::new("bash")
+            .arg(script())
+            .arg("--stop")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .status()
+            .expect("run tests/scripts/mariadb.sh --stop");
+        assert!(stopped.success(), "mariadb.sh --stop {} failed", self.dir.display());
+        let port = start(&self.dir);
+        assert_eq!(port, self.port, "the restarted server kept its port");
+    }
+
     /// The server's pid (from its pid file).
     pub fn pid(&self) -> u32 {
         let pid = std::fs::read_to_string(self.dir.join("mariadbd.pid"))

@@ -428,6 +428,81 @@ fn primary_failover_promotes_the_replica() {
     eprintln!("primary_failover_promotes_the_replica: {:?}", started.elapsed());
 }
 
+/// The planned restart: the test restarts each server (by pid, same port) when the
+/// plan's approval asks for it; replication is back and nothing was lost.
+#[test]
+fn safe_restart_restarts_replica_then_primary() {
+    let started = Instant::now();
+    let group = Group::start();
+    let primary_pid = group.pair.primary.pid();
+    let replica_pid = group.pair.replica.pid();
+    let mut running = group.spawn_plan("safe-restart.yaml", &[]);
+    let run = running.run_id();
+
+    group.medic.wait_for_run(
+        &run,
+        Duration::from_secs(30),
+        "a-restart waiting",
+        |view| (view.step_status("a-restart") == Some("approval")).then_some(()),
+        || running.describe(),
+    );
+    assert_eq!(
+        group.pair.replica.slave_status("Slave_SQL_Running").as_deref(),
+        Some("No"),
+        "replication stopped before the restart"
+    );
+    group.pair.replica.restart();
+    group.approve(&running, &run, "a-restart");
+
+    group.medic.wait_for_run(
+        &run,
+        Duration::from_secs(30),
+        "primary-restart waiting",
+        |view| (view.step_status("primary-restart") == Some("approval")).then_some(()),
+        || running.describe(),
+    );
+    assert_eq!(
+        group.variable(&group.pair.primary, "read_only"),
+        "1",
+        "writes paused before the primary's restart"
+    );
+    assert!(
+        group
+            .app(&group.pair.primary, "INSERT INTO app.items VALUES (4000, 'x')")
+            .is_err(),
+        "the application cannot write while paused"
+    );
+    group.pair.primary.restart();
+    group.approve(&running, &run, "primary-restart");
+    let out = running.wait(Duration::from_secs(60));
+    let ctx = || format!("{out}\n{}", group.medic.describe_run(&run));
+    out.expect_code(exit::SUCCEEDED, ctx);
+
+    assert_ne!(group.pair.primary.pid(), primary_pid, "{}", ctx());
+    assert_ne!(group.pair.replica.pid(), replica_pid, "{}", ctx());
+    group.assert_nothing_read_only(&ctx);
+    assert_eq!(
+        group.variable(&group.pair.replica, "read_only"),
+        "1",
+        "the replica came back read-only (its config)\n{}",
+        ctx()
+    );
+    group.caught_up();
+    assert_eq!(
+        group.pair.replica.slave_status("Slave_IO_Running").as_deref(),
+        Some("Yes"),
+        "{}",
+        ctx()
+    );
+    assert_eq!(
+        group.checksums(&group.pair.primary),
+        group.checksums(&group.pair.replica),
+        "{}",
+        ctx()
+    );
+    eprintln!("safe_restart_restarts_replica_then_primary: {:?}", started.elapsed());
+}
+
 #[test]
 fn wrong_password_is_a_step_error_not_retried_and_not_shown() {
     let wrong = "not-the-admin-password-93kq";

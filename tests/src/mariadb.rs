@@ -151,7 +151,11 @@ impl MariaDb {
             .stdout(Stdio::null())
             .status()
             .expect("run tests/scripts/mariadb.sh --stop");
-        assert!(stopped.success(), "mariadb.sh --stop {} failed", self.dir.display());
+        assert!(
+            stopped.success(),
+            "mariadb.sh --stop {} failed",
+            self.dir.display()
+        );
         let port = start(&self.dir);
         assert_eq!(port, self.port, "the restarted server kept its port");
     }
@@ -168,7 +172,11 @@ impl MariaDb {
     pub fn sql_as(&self, user: &str, password: &str, statements: &str) -> Result<String, String> {
         let out = Command::new(client())
             .arg("--no-defaults")
-            .args(["-h127.0.0.1", &format!("-P{}", self.port), &format!("-u{user}")])
+            .args([
+                "-h127.0.0.1",
+                &format!("-P{}", self.port),
+                &format!("-u{user}"),
+            ])
             .arg(format!("-p{password}"))
             .args(["--batch", "--skip-column-names", "-e", statements])
             .stdin(Stdio::null())

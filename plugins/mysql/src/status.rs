@@ -138,9 +138,11 @@ mod tests {
             ("Slave_SQL_Running", t("Yes")),
             (
                 "Last_IO_Error",
-                t("error connecting to master 'repl@127.0.0.1:22375' - retry-time: 1  \
+                t(
+                    "error connecting to master 'repl@127.0.0.1:22375' - retry-time: 1  \
                    maximum-retries: 100000  message: Access denied for user 'repl'@'127.0.0.1' \
-                   (using password: YES)"),
+                   (using password: YES)",
+                ),
             ),
         ]))
         .unwrap();
@@ -148,7 +150,10 @@ mod tests {
         let connecting = ReplicaStatus::parse(&rows(&[
             ("Master_Host", t("127.0.0.1")),
             ("Slave_IO_Running", t("Connecting")),
-            ("Last_IO_Error", t("error connecting to master: Connection refused")),
+            (
+                "Last_IO_Error",
+                t("error connecting to master: Connection refused"),
+            ),
         ]))
         .unwrap();
         assert!(!connecting.io_login_refused());

@@ -8,8 +8,8 @@
 use std::time::{Duration, Instant};
 
 use medic_tests::{
-    ADMIN_PASSWORD, ADMIN_USER, APP_PASSWORD, APP_USER, MariaDb, MariaDbPair, Medic,
-    REPL_PASSWORD, REPL_USER, RunView, Running, repo_root,
+    ADMIN_PASSWORD, ADMIN_USER, APP_PASSWORD, APP_USER, MariaDb, MariaDbPair, Medic, REPL_PASSWORD,
+    REPL_USER, RunView, Running, repo_root,
 };
 use serde_json::{Value, json};
 
@@ -132,7 +132,9 @@ impl Group {
     }
 
     fn variable(&self, db: &MariaDb, name: &str) -> String {
-        db.sql(&format!("SELECT @@global.{name}")).trim().to_string()
+        db.sql(&format!("SELECT @@global.{name}"))
+            .trim()
+            .to_string()
     }
 
     /// The end state of a successful resync, asserted on the servers.
@@ -171,8 +173,11 @@ impl Group {
             ctx()
         );
         // Writes resumed, and a new one arrives on the replica.
-        self.app(primary, "INSERT INTO app.items VALUES (5000, 'after the resync')")
-            .unwrap_or_else(|e| panic!("the application cannot write: {e}\n{}", ctx()));
+        self.app(
+            primary,
+            "INSERT INTO app.items VALUES (5000, 'after the resync')",
+        )
+        .unwrap_or_else(|e| panic!("the application cannot write: {e}\n{}", ctx()));
         self.caught_up();
         assert_eq!(
             replica.sql("SELECT v FROM app.items WHERE id = 5000"),
@@ -180,7 +185,12 @@ impl Group {
             "{}",
             ctx()
         );
-        assert_eq!(self.checksums(primary), self.checksums(replica), "{}", ctx());
+        assert_eq!(
+            self.checksums(primary),
+            self.checksums(replica),
+            "{}",
+            ctx()
+        );
     }
 
     /// `medic run` of a shipped plan under plans/mysql, in the background.
@@ -268,8 +278,11 @@ impl Group {
             "the primary was left read-only\n{}",
             ctx()
         );
-        self.app(&self.pair.primary, "INSERT INTO app.items VALUES (7777, 'still writable')")
-            .unwrap_or_else(|e| panic!("the application cannot write: {e}\n{}", ctx()));
+        self.app(
+            &self.pair.primary,
+            "INSERT INTO app.items VALUES (7777, 'still writable')",
+        )
+        .unwrap_or_else(|e| panic!("the application cannot write: {e}\n{}", ctx()));
     }
 }
 
@@ -306,7 +319,11 @@ fn assert_each_step_once(view: &RunView, ctx: &dyn Fn() -> String) {
 }
 
 fn step_error(view: &RunView, step: &str) -> String {
-    view.step(step).error.as_str().unwrap_or_default().to_string()
+    view.step(step)
+        .error
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 #[test]
@@ -324,7 +341,10 @@ fn replica_resync_rebuilds_a_broken_replica() {
 
     group.assert_resynced(&ctx);
     assert_each_step_once(&group.medic.show(&run), &ctx);
-    eprintln!("replica_resync_rebuilds_a_broken_replica: {:?}", started.elapsed());
+    eprintln!(
+        "replica_resync_rebuilds_a_broken_replica: {:?}",
+        started.elapsed()
+    );
 }
 
 /// SIGKILLed while `restore` is blocked (a test client holds a table lock on the
@@ -368,7 +388,12 @@ fn replica_resync_killed_mid_run_resumes_to_the_same_end() {
     out.expect_code(exit::HELD, ctx);
     let view = group.medic.show(&run);
     assert_eq!(view.step("restore").status, "held", "{}", ctx());
-    for done in ["pause-writes", "capture-position", "backup", "reset-replica"] {
+    for done in [
+        "pause-writes",
+        "capture-position",
+        "backup",
+        "reset-replica",
+    ] {
         assert_eq!(view.step(done).status, "succeeded", "{}", ctx());
     }
     group
@@ -399,7 +424,10 @@ fn primary_failover_promotes_the_replica() {
     let group = Group::start();
     // A write the replica has, then the primary dies.
     group
-        .app(&group.pair.primary, "INSERT INTO app.items VALUES (3000, 'last')")
+        .app(
+            &group.pair.primary,
+            "INSERT INTO app.items VALUES (3000, 'last')",
+        )
         .unwrap();
     group.caught_up();
     group.pair.primary.kill();
@@ -419,13 +447,19 @@ fn primary_failover_promotes_the_replica() {
     assert_eq!(replica.slave_status("Slave_IO_Running"), None, "{}", ctx());
     assert_eq!(group.variable(replica, "read_only"), "0", "{}", ctx());
     group
-        .app(replica, "INSERT INTO app.items VALUES (3001, 'on the new primary')")
+        .app(
+            replica,
+            "INSERT INTO app.items VALUES (3001, 'on the new primary')",
+        )
         .unwrap_or_else(|e| panic!("the new primary refuses writes: {e}\n{}", ctx()));
     assert_eq!(
         replica.sql("SELECT COUNT(*) FROM app.items WHERE id IN (3000, 3001)"),
         "2\n"
     );
-    eprintln!("primary_failover_promotes_the_replica: {:?}", started.elapsed());
+    eprintln!(
+        "primary_failover_promotes_the_replica: {:?}",
+        started.elapsed()
+    );
 }
 
 /// The planned restart: the test restarts each server (by pid, same port) when the
@@ -447,7 +481,11 @@ fn safe_restart_restarts_replica_then_primary() {
         || running.describe(),
     );
     assert_eq!(
-        group.pair.replica.slave_status("Slave_SQL_Running").as_deref(),
+        group
+            .pair
+            .replica
+            .slave_status("Slave_SQL_Running")
+            .as_deref(),
         Some("No"),
         "replication stopped before the restart"
     );
@@ -468,7 +506,10 @@ fn safe_restart_restarts_replica_then_primary() {
     );
     assert!(
         group
-            .app(&group.pair.primary, "INSERT INTO app.items VALUES (4000, 'x')")
+            .app(
+                &group.pair.primary,
+                "INSERT INTO app.items VALUES (4000, 'x')"
+            )
             .is_err(),
         "the application cannot write while paused"
     );
@@ -489,7 +530,11 @@ fn safe_restart_restarts_replica_then_primary() {
     );
     group.caught_up();
     assert_eq!(
-        group.pair.replica.slave_status("Slave_IO_Running").as_deref(),
+        group
+            .pair
+            .replica
+            .slave_status("Slave_IO_Running")
+            .as_deref(),
         Some("Yes"),
         "{}",
         ctx()
@@ -500,7 +545,10 @@ fn safe_restart_restarts_replica_then_primary() {
         "{}",
         ctx()
     );
-    eprintln!("safe_restart_restarts_replica_then_primary: {:?}", started.elapsed());
+    eprintln!(
+        "safe_restart_restarts_replica_then_primary: {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -516,7 +564,12 @@ fn wrong_password_is_a_step_error_not_retried_and_not_shown() {
     let ctx = || format!("{out}\n{}", view.pretty());
     out.expect_code(exit::FAILED, ctx);
     assert_eq!(view.step("status").status, "failed", "{}", ctx());
-    assert_eq!(view.attempts_of("status", false).len(), 1, "not retried\n{}", ctx());
+    assert_eq!(
+        view.attempts_of("status", false).len(),
+        1,
+        "not retried\n{}",
+        ctx()
+    );
     let error = step_error(&view, "status");
     assert!(
         error.contains("primary") && error.to_lowercase().contains("denied"),
@@ -524,7 +577,9 @@ fn wrong_password_is_a_step_error_not_retried_and_not_shown() {
         ctx()
     );
     assert!(
-        !out.stdout.contains(wrong) && !out.stderr.contains(wrong) && !view.json.to_string().contains(wrong),
+        !out.stdout.contains(wrong)
+            && !out.stderr.contains(wrong)
+            && !view.json.to_string().contains(wrong),
         "the password is shown\n{}",
         ctx()
     );
@@ -542,7 +597,11 @@ fn unreachable_server_is_a_clear_step_error() {
     let ctx = || format!("{out}\n{}", view.pretty());
     out.expect_code(exit::FAILED, ctx);
     let error = step_error(&view, "status");
-    assert!(error.contains("nowhere"), "names the connection: {error:?}\n{}", ctx());
+    assert!(
+        error.contains("nowhere"),
+        "names the connection: {error:?}\n{}",
+        ctx()
+    );
     group.assert_nothing_read_only(&ctx);
 }
 
@@ -633,7 +692,12 @@ fn replica_resync_that_fails_resumes_writes() {
     assert_eq!(view.step("pause-writes").status, "undone", "{}", ctx());
     // The refused replication login is permanent: one attempt, a clear error.
     assert_eq!(view.step("point-replica").status, "failed", "{}", ctx());
-    assert_eq!(view.attempts_of("point-replica", false).len(), 1, "{}", ctx());
+    assert_eq!(
+        view.attempts_of("point-replica", false).len(),
+        1,
+        "{}",
+        ctx()
+    );
     let error = step_error(&view, "point-replica");
     assert!(
         error.contains("refuses its replication login") && !error.contains("wrong-repl-password"),

@@ -462,6 +462,84 @@ fn primary_failover_promotes_the_replica() {
     );
 }
 
+/// The replica lags (MASTER_DELAY): it has fetched the primary's last write into its
+/// relay log but not applied it when the primary dies. Promotion applies it first, so
+/// an acknowledged write is not lost.
+#[test]
+fn primary_failover_applies_fetched_transactions_before_promoting() {
+    let started = Instant::now();
+    let group = Group::start();
+    let (primary, replica) = (&group.pair.primary, &group.pair.replica);
+    replica.sql("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 8; START SLAVE");
+    group
+        .app(
+            primary,
+            "INSERT INTO app.items VALUES (3000, 'fetched, not applied')",
+        )
+        .unwrap();
+    let target = primary
+        .sql("SELECT @@global.gtid_binlog_pos")
+        .trim()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while replica.slave_status("Gtid_IO_Pos").as_deref() != Some(target.as_str()) {
+        assert!(
+            Instant::now() < deadline,
+            "the replica did not fetch {target}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        replica.sql("SELECT COUNT(*) FROM app.items WHERE id = 3000"),
+        "0\n",
+        "still in the relay log only"
+    );
+    primary.kill();
+
+    let hosts = json!({"replica": {"host": "127.0.0.1", "port": replica.port}});
+    let mut running = group.spawn_plan(
+        "primary-failover.yaml",
+        &[format!("hosts={hosts}"), format!("repl_user={REPL_USER}")],
+    );
+    let run = running.run_id();
+    group.approve(&running, &run, "approve-failover");
+    let out = running.wait(Duration::from_secs(60));
+    let ctx = || format!("{out}\n{}", group.medic.describe_run(&run));
+    out.expect_code(exit::SUCCEEDED, ctx);
+
+    assert_eq!(replica.slave_status("Slave_IO_Running"), None, "{}", ctx());
+    assert_eq!(
+        replica.sql("SELECT v FROM app.items WHERE id = 3000"),
+        "fetched, not applied\n",
+        "the fetched write was applied before promotion\n{}",
+        ctx()
+    );
+    group
+        .app(
+            replica,
+            "INSERT INTO app.items VALUES (3001, 'on the new primary')",
+        )
+        .unwrap_or_else(|e| panic!("the new primary refuses writes: {e}\n{}", ctx()));
+    // The drain happened inside promote: it waited for the delayed SQL thread.
+    let view = group.medic.show(&run);
+    let promote = view.json["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "promote")
+        .unwrap();
+    let took = promote["finished_at"].as_i64().unwrap() - promote["started_at"].as_i64().unwrap();
+    assert!(
+        took >= 1000,
+        "promote took {took} ms: the delay ran out before it, so no drain was tested\n{}",
+        ctx()
+    );
+    eprintln!(
+        "primary_failover_applies_fetched_transactions_before_promoting: {:?} (promote {took} ms)",
+        started.elapsed()
+    );
+}
+
 /// The planned restart: the test restarts each server (by pid, same port) when the
 /// plan's approval asks for it; replication is back and nothing was lost.
 #[test]

@@ -540,6 +540,88 @@ fn primary_failover_applies_fetched_transactions_before_promoting() {
     );
 }
 
+/// A transaction left open (holding a row lock) is listed by `long-transactions` and
+/// ended by `kill-connections` fed from its output; the row is writable again.
+#[test]
+fn long_transactions_are_listed_and_killed() {
+    let group = Group::start();
+    let mut holder = group
+        .pair
+        .primary
+        .spawn_sql("BEGIN; UPDATE app.items SET v = 'held' WHERE id = 1; SELECT SLEEP(30)");
+    std::thread::sleep(Duration::from_millis(2500));
+    let (out, view) = group.run_steps(json!([
+        {"id": "list", "uses": "mysql/long-transactions",
+         "with": {"server": "primary", "min_seconds": 1}},
+        {"id": "kill", "uses": "mysql/kill-connections",
+         "with": {"server": "primary", "ids": "${{ steps.list.output.ids }}"}},
+    ]));
+    let ctx = || format!("{out}\n{}", view.pretty());
+    out.expect_code(exit::SUCCEEDED, ctx);
+    let listed = &view.step("list").output["transactions"];
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{}", ctx());
+    assert_eq!(listed[0]["rows_modified"], 1, "{}", ctx());
+    assert_eq!(
+        view.step("kill").output["killed"],
+        view.step("list").output["ids"],
+        "{}",
+        ctx()
+    );
+    let status = holder.wait().unwrap();
+    assert!(!status.success(), "the holder's connection was killed");
+    // KILL returns before the server has rolled the transaction back.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let open = group
+            .pair
+            .primary
+            .sql("SELECT COUNT(*) FROM information_schema.INNODB_TRX");
+        if open == "0\n" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{open} transactions still open\n{}",
+            ctx()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    group
+        .app(
+            &group.pair.primary,
+            "UPDATE app.items SET v = 'free' WHERE id = 1",
+        )
+        .unwrap_or_else(|e| panic!("the row is still locked: {e}\n{}", ctx()));
+}
+
+/// A replica drifted without breaking replication (a table only it has): the resync
+/// reloads what the primary has, the checksum comparison still sees the extra
+/// table, the run fails and rolls back, and writes are resumed: a drifted replica
+/// is never called healthy.
+#[test]
+fn replica_resync_refuses_a_replica_with_an_extra_table() {
+    let group = Group::start();
+    group
+        .pair
+        .replica
+        .sql("SET SESSION sql_log_bin = 0; CREATE TABLE app.stray (id INT PRIMARY KEY)");
+    let mut running = group.spawn_plan("replica-resync.yaml", &group.resync_params());
+    let run = running.run_id();
+    group.approve(&running, &run, "approve-rebuild");
+    let out = running.wait(Duration::from_secs(60));
+    let ctx = || format!("{out}\n{}", group.medic.describe_run(&run));
+    out.expect_code(exit::ROLLED_BACK, ctx);
+    let view = group.medic.show(&run);
+    assert_eq!(view.step("verify-checksums").status, "failed", "{}", ctx());
+    assert!(
+        step_error(&view, "verify-checksums").contains("stray"),
+        "the error names the extra table\n{}",
+        ctx()
+    );
+    assert_eq!(view.step("pause-writes").status, "undone", "{}", ctx());
+    group.assert_nothing_read_only(&ctx);
+}
+
 /// The planned restart: the test restarts each server (by pid, same port) when the
 /// plan's approval asks for it; replication is back and nothing was lost.
 #[test]

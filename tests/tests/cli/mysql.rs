@@ -827,6 +827,42 @@ fn a_position_that_never_arrives_fails_at_the_deadline_naming_where_it_got() {
     group.assert_nothing_read_only(&ctx);
 }
 
+/// The replica's server is down: the resync fails in its diagnosis, before the
+/// approval, and never pauses writes.
+#[test]
+fn replica_resync_of_an_unreachable_replica_never_pauses_writes() {
+    let group = Group::start();
+    group.pair.replica.kill();
+    let running = group.spawn_plan("replica-resync.yaml", &group.resync_params());
+    let out = running.wait(Duration::from_secs(60));
+    let ctx = || out.to_string();
+    assert!(
+        out.code == exit::FAILED || out.code == exit::ROLLED_BACK,
+        "{}",
+        ctx()
+    );
+    let run = out
+        .stdout
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    let view = group.medic.show(&run);
+    let ctx = || format!("{out}\n{}", view.pretty());
+    assert_eq!(view.step("replica-status").status, "failed", "{}", ctx());
+    assert!(
+        step_error(&view, "replica-status").contains("`replica`"),
+        "names the connection\n{}",
+        ctx()
+    );
+    assert!(
+        view.attempts_of("pause-writes", false).is_empty(),
+        "writes were never paused\n{}",
+        ctx()
+    );
+    group.assert_nothing_read_only(&ctx);
+}
+
 /// A resync that cannot finish (the replication password is wrong, so the replica
 /// can never connect) fails at once and rolls back, which resumes writes on the
 /// primary.

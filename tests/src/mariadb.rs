@@ -239,6 +239,10 @@ impl MariaDbPair {
             .expect("run tests/scripts/mariadb-pair.sh");
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() {
+            // Whichever server did start must not outlive the failed test.
+            stop_pair(scratch.path());
+        }
         assert!(
             out.status.success(),
             "tests/scripts/mariadb-pair.sh failed: the mysql tests need MariaDB \
@@ -267,14 +271,18 @@ impl MariaDbPair {
 
 impl Drop for MariaDbPair {
     fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(crate::repo_root().join("tests/scripts/mariadb-pair.sh"))
-            .arg("--stop")
-            .arg(self.scratch.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        stop_pair(self.scratch.path());
     }
+}
+
+fn stop_pair(dir: &Path) {
+    let _ = Command::new("bash")
+        .arg(crate::repo_root().join("tests/scripts/mariadb-pair.sh"))
+        .arg("--stop")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 impl Drop for MariaDb {

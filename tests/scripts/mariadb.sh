@@ -8,6 +8,9 @@
 #                           (default ${MEDIC_CACHE:-$HOME/.cache/medic}/mariadb)
 #   mariadb.sh --stop [DIR] stop the instance this script started in DIR
 #
+# Options in DIR/extra.cnf (if present) are appended to the server's [mariadbd]
+# section (tests/scripts/mariadb-pair.sh puts replication settings there).
+#
 # Idempotent and safe to run concurrently: a lock file serialises callers, and an
 # instance it started earlier (pid file alive, answering) is reused. It only ever
 # signals the pid in DIR's pid file, never a process found by name.
@@ -96,18 +99,26 @@ if pid="$(running_pid)"; then
     kill -9 "$pid" 2>/dev/null || true
 fi
 
-# A free port: the first of a random walk that nothing accepts on.
-port=""
-for _ in $(seq 1 50); do
-    candidate=$((20000 + RANDOM % 30000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then
-        port=$candidate
-        break
+# A free port: the one this instance had before (a restart keeps its address), else
+# the first of a random walk that nothing accepts on.
+pick_port() {
+    port=""
+    if [ -s "$DIR/port" ] && ! (exec 3<>"/dev/tcp/127.0.0.1/$(cat "$DIR/port")") 2>/dev/null; then
+        port="$(cat "$DIR/port")"
     fi
-done
-[ -n "$port" ] || { say "found no free port"; exit 1; }
+    for _ in $(seq 1 50); do
+        [ -z "$port" ] || break
+        candidate=$((20000 + RANDOM % 30000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then
+            port=$candidate
+            break
+        fi
+    done
+    [ -n "$port" ] || { say "found no free port"; exit 1; }
+}
 
-cat >"$CNF" <<EOF
+write_cnf() {
+    cat >"$CNF" <<EOF
 [mariadbd]
 datadir = $DIR/data
 socket = $SOCKET
@@ -119,8 +130,18 @@ innodb-buffer-pool-size = 32M
 performance-schema = OFF
 innodb-lock-wait-timeout = 2
 log-error = $LOG
+# Its own: concurrent bootstraps sharing /tmp have failed on each other's temporary tables.
+tmpdir = $DIR/tmp
 EOF
+    # Extra server options a caller left in DIR (mariadb-pair.sh: server-id, binlog, GTID).
+    if [ -s "$DIR/extra.cnf" ]; then
+        cat "$DIR/extra.cnf" >>"$CNF"
+    fi
+}
 
+pick_port
+write_cnf
+mkdir -p "$DIR/tmp"
 if [ ! -d "$DIR/data/mysql" ]; then
     rm -rf "$DIR/data"
     "$INSTALL_DB" --defaults-file="$CNF" --user=root \
@@ -131,15 +152,35 @@ if [ ! -d "$DIR/data/mysql" ]; then
     }
 fi
 
-rm -f "$PIDFILE" "$SOCKET"
-# Its own session, so a test process's end (or Ctrl-C) does not take it along.
-# Not holding the lock (fd 9) or any pipe of the caller.
-setsid "$MARIADBD" --defaults-file="$CNF" --user=root </dev/null >>"$LOG" 2>&1 9>&- &
-for _ in $(seq 1 150); do
-    ping && break
-    sleep 0.2
+# A port found free can be taken by another starting server before this one binds
+# it (many tests start servers at once): then it exits at once, and a new port is tried.
+started=false
+for attempt in 1 2 3; do
+    rm -f "$PIDFILE" "$SOCKET"
+    logged="$(wc -l <"$LOG" 2>/dev/null || echo 0)"
+    # Its own session, so a test process's end (or Ctrl-C) does not take it along.
+    # Not holding the lock (fd 9) or any pipe of the caller.
+    setsid "$MARIADBD" --defaults-file="$CNF" --user=root </dev/null >>"$LOG" 2>&1 9>&- &
+    child=$!
+    for _ in $(seq 1 150); do
+        if ping; then
+            started=true
+            break
+        fi
+        kill -0 "$child" 2>/dev/null || break
+        sleep 0.2
+    done
+    $started && break
+    if [ "$attempt" -lt 3 ] && tail -n +"$((logged + 1))" "$LOG" | grep -q "already in use"; then
+        say "port $port was taken before mariadbd bound it; trying another"
+        rm -f "$DIR/port"
+        pick_port
+        write_cnf
+        continue
+    fi
+    break
 done
-if ! ping; then
+if ! $started; then
     say "mariadbd did not answer within 30 s; the end of $LOG:"
     tail -20 "$LOG" >&2
     exit 1
@@ -147,6 +188,9 @@ fi
 echo "$port" >"$DIR/port"
 
 "$CLIENT" --no-defaults --socket="$SOCKET" -uroot <<'SQL'
+-- Not binlogged: each server of a replicated pair creates them itself, and a
+-- replica's own GTIDs would be errant transactions.
+SET SESSION sql_log_bin = 0;
 CREATE USER IF NOT EXISTS 'medic_test'@'%' IDENTIFIED BY 'medic-test-pw-7f3a';
 ALTER USER 'medic_test'@'%' IDENTIFIED BY 'medic-test-pw-7f3a';
 GRANT ALL PRIVILEGES ON *.* TO 'medic_test'@'%';

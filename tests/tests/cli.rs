@@ -19,6 +19,8 @@ mod etcd;
 mod hostile;
 #[path = "cli/metrics_api.rs"]
 mod metrics_api;
+#[path = "cli/mysql.rs"]
+mod mysql;
 #[path = "cli/openapi.rs"]
 mod openapi;
 #[path = "cli/plugin_guide.rs"]

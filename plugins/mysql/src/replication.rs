@@ -325,6 +325,13 @@ fn wait_running(s: &Server, wait: Duration) -> Result<ReplicaStatus, Failure> {
                 s.name, st.last_sql_error
             )));
         }
+        if st.io_login_refused() {
+            return Err(Failure::permanent(format!(
+                "replica `{}`: the primary refuses its replication login: {}; check the \
+                 replication user and its password secret, then point-replica again",
+                s.name, st.last_io_error
+            )));
+        }
         if start.elapsed() >= wait {
             return Err(Failure::retryable(format!(
                 "replica `{}` did not start replicating within {}s (IO thread: {}, SQL thread \

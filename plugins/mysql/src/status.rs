@@ -72,6 +72,13 @@ impl ReplicaStatus {
         self.io_state.eq_ignore_ascii_case("yes")
     }
 
+    /// The IO thread cannot log in to the source (wrong replication user or
+    /// password): the server keeps retrying forever, and waiting will not fix it.
+    /// MariaDB reports it as `Connecting` with an "Access denied" Last_IO_Error.
+    pub fn io_login_refused(&self) -> bool {
+        !self.io_running() && self.last_io_error.contains("Access denied")
+    }
+
     /// Both threads stopped.
     pub fn stopped(&self) -> bool {
         !self.sql_running && self.io_state.eq_ignore_ascii_case("no")
@@ -120,6 +127,36 @@ mod tests {
 
     fn t(s: &str) -> Val {
         Val::Text(s.into())
+    }
+
+    #[test]
+    fn a_refused_replication_login_is_told_apart() {
+        // What MariaDB 10.11 shows for a wrong MASTER_PASSWORD.
+        let refused = ReplicaStatus::parse(&rows(&[
+            ("Master_Host", t("127.0.0.1")),
+            ("Slave_IO_Running", t("Connecting")),
+            ("Slave_SQL_Running", t("Yes")),
+            (
+                "Last_IO_Error",
+                t(
+                    "error connecting to master 'repl@127.0.0.1:22375' - retry-time: 1  \
+                   maximum-retries: 100000  message: Access denied for user 'repl'@'127.0.0.1' \
+                   (using password: YES)",
+                ),
+            ),
+        ]))
+        .unwrap();
+        assert!(refused.io_login_refused());
+        let connecting = ReplicaStatus::parse(&rows(&[
+            ("Master_Host", t("127.0.0.1")),
+            ("Slave_IO_Running", t("Connecting")),
+            (
+                "Last_IO_Error",
+                t("error connecting to master: Connection refused"),
+            ),
+        ]))
+        .unwrap();
+        assert!(!connecting.io_login_refused());
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use medic_tests::{Etcd, Finished, Medic, RunView, etcd_snapshot_status, repo_root};
+use medic_tests::{Etcd, Finished, Medic, RunView, Server, etcd_snapshot_status, repo_root};
 use serde_json::{Value, json};
 
 use crate::exit;
@@ -722,4 +722,65 @@ fn params_the_schema_refuses_are_rejected_before_anything_runs() {
         out.stderr.contains("member_a") || out.stdout.contains("member_a"),
         "{out}"
     );
+}
+
+/// The weekly maintenance plan (plans/maintenance/etcd-defrag-weekly.yaml) registered
+/// with `medic serve` creates the schedule its metadata declares, and a run of it by
+/// name against a real member takes a snapshot etcdctl reads, defragments, and finds
+/// the member healthy with a leader afterwards.
+#[test]
+fn the_weekly_defrag_maintenance_plan_schedules_itself_and_runs_against_a_real_member() {
+    let etcd = Etcd::private();
+    etcd.put("maintenance/key", b"value");
+    let medic = Medic::new();
+    let server = Server::admin(&medic);
+    let text =
+        std::fs::read_to_string(repo_root().join("plans/maintenance/etcd-defrag-weekly.yaml"))
+            .expect("the maintenance plan");
+    let (status, _, body) = server.post("/v1/plans", &[], &json!({ "plan": text }));
+    assert_eq!(status, 201, "{body}");
+
+    let (status, schedule) = server.get_json("/v1/schedules/etcd-defrag-weekly");
+    assert_eq!(status, 200, "{schedule}");
+    assert_eq!(
+        schedule["declared_by"],
+        json!("etcd-defrag-weekly"),
+        "{schedule}"
+    );
+    assert_eq!(
+        schedule["spec"]["plan"],
+        json!("etcd-defrag-weekly@1"),
+        "{schedule}"
+    );
+    assert!(
+        !schedule["next"].as_array().unwrap().is_empty(),
+        "a weekly due time is coming: {schedule}"
+    );
+
+    let (status, _, created) = server.post(
+        "/v1/runs",
+        &[],
+        &json!({ "plan_name": "etcd-defrag-weekly", "params": { "endpoint": etcd.url } }),
+    );
+    assert_eq!(status, 201, "{created}");
+    let run = created["id"].as_str().expect("run id").to_string();
+    let view = server.wait_run(&run, "the run to end", |v| {
+        let s = v["run"]["status"].as_str()?;
+        matches!(s, "succeeded" | "failed").then(|| v.clone())
+    });
+    assert_eq!(
+        view["run"]["status"],
+        "succeeded",
+        "{}",
+        server.describe(&run)
+    );
+    let snapshot = medic
+        .data_dir()
+        .join("artifacts")
+        .join(&run)
+        .join("etcd-before-defrag.db");
+    let read = etcd_snapshot_status(&snapshot);
+    assert!(read["totalKey"].as_u64().unwrap_or(0) >= 1, "{read}");
+    let steps = view["steps"].as_array().unwrap();
+    assert!(steps.iter().all(|s| s["status"] == "succeeded"), "{view}");
 }

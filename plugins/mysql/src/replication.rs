@@ -27,7 +27,8 @@ pub fn actions() -> Vec<Action> {
             .description(
                 "IO/SQL thread state, seconds behind, source, GTID positions and last errors; \
                  `replica: false` for a server that replicates from no one (a failure instead \
-                 when require_running and the threads are not both running)",
+                 when require_running and the threads are not both running); with max_lag_s, \
+                 a failure when the replica is further behind, or its lag is unknown",
             )
             .params(object(
                 &[
@@ -35,6 +36,11 @@ pub fn actions() -> Vec<Action> {
                     (
                         "require_running",
                         json!({"type": "boolean", "default": false}),
+                    ),
+                    (
+                        "max_lag_s",
+                        json!({"type": "integer", "minimum": 0,
+                               "description": "fail (retryable) when seconds behind the primary exceed this, or are unknown; implies require_running"}),
                     ),
                 ],
                 &["server"],
@@ -246,15 +252,25 @@ struct StatusParams {
     server: String,
     #[serde(default)]
     require_running: bool,
+    #[serde(default)]
+    max_lag_s: Option<u64>,
 }
 
 fn replication_status(action: &str, params: Value) -> Result<Value, Failure> {
     let p: StatusParams = medic_sdk::params(action, params)?;
     let s = Server::new(&p.server);
-    match s.replica_status()? {
-        None if p.require_running => Err(s.fail("is not a replica: run point-replica first")),
+    let require_running = p.require_running || p.max_lag_s.is_some();
+    let status = s.replica_status()?;
+    if let (Some(max), Some(st)) = (p.max_lag_s, &status)
+        && st.io_running()
+        && st.sql_running
+    {
+        check_lag(&s.name, st.seconds_behind, max)?;
+    }
+    match status {
+        None if require_running => Err(s.fail("is not a replica: run point-replica first")),
         None => Ok(not_a_replica(&s)),
-        Some(st) if p.require_running && !(st.io_running() && st.sql_running) => {
+        Some(st) if require_running && !(st.io_running() && st.sql_running) => {
             Err(Failure::permanent(format!(
                 "replica `{}` is not replicating (IO thread: {}, SQL thread running: {}){}",
                 s.name,
@@ -264,6 +280,23 @@ fn replication_status(action: &str, params: Value) -> Result<Value, Failure> {
             )))
         }
         Some(st) => status_json(&s, &st),
+    }
+}
+
+/// A lag audit: `seconds_behind` within `max`. Too far behind is retryable (a replica
+/// catching up after a burst passes on a later attempt); an unknown lag fails too,
+/// since an audit that cannot see the lag must not pass.
+fn check_lag(name: &str, behind: Option<i64>, max: u64) -> Result<(), Failure> {
+    match behind {
+        Some(b) if b <= max as i64 => Ok(()),
+        Some(b) => Err(Failure::retryable(format!(
+            "replica `{name}` is {b} s behind its primary, more than max_lag_s = {max}: look \
+             for long transactions or load on it (long-transactions), or a slow disk"
+        ))),
+        None => Err(Failure::retryable(format!(
+            "replica `{name}`: its lag is unknown (Seconds_Behind_Master is NULL) although both \
+             threads run; try again in a moment"
+        ))),
     }
 }
 
@@ -816,5 +849,25 @@ mod tests {
         let d = Position::parse(Kind::MariaDb, "0-1-5,1-3-4").unwrap();
         assert_eq!(pick_most_advanced(&[("b", &b), ("d", &d)]), None);
         assert_eq!(pick_most_advanced(&[]), None);
+    }
+}
+
+#[cfg(test)]
+mod lag_tests {
+    use super::check_lag;
+
+    #[test]
+    fn lag_audit_passes_within_the_bound_and_fails_beyond_or_unknown() {
+        assert!(check_lag("replica", Some(0), 30).is_ok());
+        assert!(check_lag("replica", Some(30), 30).is_ok());
+        let over = check_lag("replica", Some(31), 30).unwrap_err();
+        assert!(
+            over.retryable
+                && over.message.contains("31 s behind")
+                && over.message.contains("max_lag_s = 30"),
+            "{over:?}"
+        );
+        let unknown = check_lag("replica", None, 30).unwrap_err();
+        assert!(unknown.message.contains("unknown"), "{unknown:?}");
     }
 }

@@ -256,9 +256,20 @@ impl Group {
         let path = self
             .medic
             .write("plan.json", &serde_json::to_string_pretty(&plan).unwrap());
-        let out = self
-            .medic
-            .run_with_timeout(["run".as_ref(), path.as_os_str()], Duration::from_secs(60));
+        self.run_file(&path, &[])
+    }
+
+    /// `medic run PATH -p P...` to its end: the output and the run's view.
+    fn run_file(
+        &self,
+        path: &std::path::Path,
+        params: &[&str],
+    ) -> (medic_tests::Finished, RunView) {
+        let mut args = vec!["run".to_string(), path.display().to_string()];
+        for p in params {
+            args.extend(["-p".to_string(), p.to_string()]);
+        }
+        let out = self.medic.run_with_timeout(args, Duration::from_secs(60));
         let run = out
             .stdout
             .lines()
@@ -899,6 +910,54 @@ fn replica_resync_that_fails_resumes_writes() {
         error.contains("refuses its replication login") && !error.contains("wrong-repl-password"),
         "{error:?}\n{}",
         ctx()
+    );
+    group.assert_nothing_read_only(&ctx);
+}
+
+/// The hourly lag audit (plans/maintenance/mysql-replica-lag-audit.yaml) passes on a
+/// healthy pair, and fails at once, naming the replica and its stopped thread, when
+/// the replica's SQL thread is stopped; it changes nothing on either server.
+#[test]
+fn the_replica_lag_audit_passes_on_a_healthy_pair_and_fails_on_a_stopped_replica() {
+    let group = Group::start();
+    group.caught_up();
+    let plan = repo_root().join("plans/maintenance/mysql-replica-lag-audit.yaml");
+    let audit = || group.run_file(&plan, &["max_lag_s=30"]);
+
+    let (out, view) = audit();
+    out.expect_code(exit::SUCCEEDED, || view.pretty());
+    let lag = &view.step("replica-lag").output;
+    assert_eq!(lag["replica"], json!(true), "{}", view.pretty());
+    assert!(
+        lag["seconds_behind"].as_i64().is_some_and(|s| s <= 30),
+        "{}",
+        view.pretty()
+    );
+
+    group.pair.replica.sql("STOP SLAVE SQL_THREAD");
+    let (out, view) = audit();
+    let ctx = || format!("{out}\n{}", view.pretty());
+    out.expect_code(exit::FAILED, ctx);
+    assert_eq!(
+        view.attempts_of("replica-lag", false).len(),
+        1,
+        "a stopped thread is not retried\n{}",
+        ctx()
+    );
+    let error = step_error(&view, "replica-lag");
+    assert!(
+        error.contains("replica") && error.contains("not replicating"),
+        "{error}\n{}",
+        ctx()
+    );
+    assert_eq!(
+        group
+            .pair
+            .replica
+            .slave_status("Slave_SQL_Running")
+            .as_deref(),
+        Some("No"),
+        "the audit changes nothing"
     );
     group.assert_nothing_read_only(&ctx);
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use medic_tests::{
     ADMIN_PASSWORD, ADMIN_USER, APP_PASSWORD, APP_USER, MariaDb, MariaDbPair, Medic, REPL_PASSWORD,
-    REPL_USER, RunView, Running, repo_root,
+    REPL_USER, RunView, Running, TEST_PASSWORD, TEST_USER, repo_root,
 };
 use serde_json::{Value, json};
 
@@ -960,4 +960,76 @@ fn the_replica_lag_audit_passes_on_a_healthy_pair_and_fails_on_a_stopped_replica
         "the audit changes nothing"
     );
     group.assert_nothing_read_only(&ctx);
+}
+
+/// The nightly backup verification (plans/maintenance/mysql-backup-verify.yaml): the
+/// replica's dump restored into a scratch server checks equal table by table, and the
+/// replica replicates again afterwards. When the restore fails (the scratch server
+/// refuses medic's login), the run rolls back and the replica, stopped for the dump,
+/// is replicating again all the same.
+#[test]
+fn the_backup_verification_restores_into_a_scratch_server_and_leaves_the_replica_running() {
+    let group = Group::start();
+    group.caught_up();
+    let scratch = MariaDb::private();
+    let secrets = group.medic.data_dir().join("secrets");
+    std::fs::write(secrets.join("mysql-scratch"), format!("{TEST_PASSWORD}\n")).unwrap();
+    let toml = group.medic.data_dir().join("medic.toml");
+    let mut config = std::fs::read_to_string(&toml).unwrap();
+    config.push_str(&format!(
+        "\n[sql.scratch]\naddress = \"{}\"\nuser = \"{TEST_USER}\"\npassword_secret = \"mysql-scratch\"\n",
+        scratch.address()
+    ));
+    std::fs::write(&toml, config).unwrap();
+    let plan = repo_root().join("plans/maintenance/mysql-backup-verify.yaml");
+
+    let (out, view) = group.run_file(&plan, &[r#"databases=["app"]"#]);
+    let ctx = || format!("{out}\n{}", view.pretty());
+    out.expect_code(exit::SUCCEEDED, ctx);
+    assert_eq!(
+        group.checksums(&group.pair.replica),
+        group.checksums(&scratch),
+        "the scratch copy checks equal to the replica, on the servers themselves"
+    );
+    assert_eq!(
+        group
+            .pair
+            .replica
+            .slave_status("Slave_SQL_Running")
+            .as_deref(),
+        Some("Yes")
+    );
+    let artifact = group
+        .medic
+        .data_dir()
+        .join("artifacts")
+        .join(&view.id)
+        .join("nightly.sql");
+    assert!(
+        std::fs::metadata(&artifact).is_ok_and(|m| m.len() > 0),
+        "{artifact:?}"
+    );
+
+    // The scratch server's password is wrong now: restore fails, the run rolls back,
+    // and the replica's SQL thread (stopped for the dump) runs again.
+    std::fs::write(secrets.join("mysql-scratch"), "not-the-password\n").unwrap();
+    let (out, view) = group.run_file(&plan, &[r#"databases=["app"]"#]);
+    let ctx = || format!("{out}\n{}", view.pretty());
+    out.expect_code(exit::ROLLED_BACK, ctx);
+    assert_eq!(view.step("restore-scratch").status, "failed", "{}", ctx());
+    assert!(
+        view.attempts_of("hold-replica", true).len() == 1,
+        "the undo of hold-replica ran once\n{}",
+        ctx()
+    );
+    assert_eq!(
+        group
+            .pair
+            .replica
+            .slave_status("Slave_SQL_Running")
+            .as_deref(),
+        Some("Yes"),
+        "the rollback started the replica again\n{}",
+        ctx()
+    );
 }

@@ -119,6 +119,12 @@ if [ -z "$client" ]; then
     # The old data recorded the old peer URL: a new cluster needs fresh data.
     rm -rf "$DIR/data" "$DIR/name"
 fi
+fresh=""
+[ -d "$DIR/data/member" ] || fresh=yes
+# Another process may take a free port between the check above and etcd's bind: a
+# fresh member (not a restart, not a learner already added under its peer URL) then
+# starts again on other ports.
+for attempt in 1 2 3 4 5; do
 echo "$client $peer" >"$DIR/ports"
 url="http://127.0.0.1:$client"
 rm -f "$PIDFILE" "$DIR/url"
@@ -134,6 +140,7 @@ if [ -n "$join" ] && [ ! -d "$DIR/data/member" ]; then
 elif [ -s "$DIR/name" ]; then
     name="$(cat "$DIR/name")"
 fi
+log_from=$(($(stat -c %s "$LOG" 2>/dev/null || echo 0) + 1))
 # Its own session, so a test process's end (or Ctrl-C) does not take it along; not
 # holding the lock (fd 9) or any pipe of the caller.
 setsid etcd --name "$name" --data-dir "$DIR/data" \
@@ -146,7 +153,21 @@ echo $! >"$PIDFILE"
 echo "$url" >"$DIR/url"
 for _ in $(seq 1 150); do
     healthy && break
+    kill -0 "$(cat "$PIDFILE")" 2>/dev/null || break
     sleep 0.2
+done
+healthy && break
+if [ -n "$fresh" ] && [ -z "$join" ] && [ "$attempt" -lt 5 ] \
+    && tail -c +"$log_from" "$LOG" | grep -q 'address already in use'; then
+    say "a port was taken before etcd could bind it; trying other ports"
+    kill -9 "$(cat "$PIDFILE")" 2>/dev/null || true
+    rm -rf "$DIR/data" "$DIR/name"
+    client="$(free_port)" || { say "found no free port"; exit 1; }
+    peer="$(free_port)" || { say "found no free port"; exit 1; }
+    [ "$client" != "$peer" ] || peer=$((client + 1))
+    continue
+fi
+break
 done
 if ! healthy; then
     say "etcd did not answer within 30 s; the end of $LOG:"

@@ -35,29 +35,18 @@ PIDFILE="$DIR/etcd.pid"
 LOG="$DIR/etcd.log"
 
 say() { echo "etcd.sh: $*" >&2; }
+# shellcheck source=server-lib.sh
+. "$(dirname "$0")/server-lib.sh"
 
 exec 9>"$DIR/.lock"
 flock 9
 
-running_pid() {
-    [ -s "$PIDFILE" ] || return 1
-    local pid
-    pid="$(cat "$PIDFILE")"
-    # Ours only if it is an etcd whose data dir is this directory's.
-    if kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "--data-dir $DIR/data"; then
-        echo "$pid"
-        return 0
-    fi
-    return 1
-}
+# Ours only if it is an etcd whose data dir is this directory's.
+running_pid() { ours_pid "$PIDFILE" "--data-dir $DIR/data"; }
 
 if $stop; then
     if pid="$(running_pid)"; then
-        kill "$pid"
-        for _ in $(seq 1 100); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
+        stop_pid "$pid"
         say "stopped etcd $pid"
     fi
     rm -f "$PIDFILE"
@@ -89,25 +78,13 @@ if pid="$(running_pid)"; then
     kill -9 "$pid" 2>/dev/null || true
 fi
 
-free_port() {
-    local candidate
-    for _ in $(seq 1 50); do
-        candidate=$((20000 + RANDOM % 30000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then
-            echo "$candidate"
-            return 0
-        fi
-    done
-    return 1
-}
-free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # A member started here before comes back on its ports with its data (a restart, as
 # an operator does it); otherwise a fresh cluster on free ports.
 client=""
 peer=""
 if [ -s "$DIR/ports" ] && [ -d "$DIR/data/member" ]; then
     read -r client peer <"$DIR/ports"
-    if ! free "$client" || ! free "$peer"; then
+    if ! port_free "$client" || ! port_free "$peer"; then
         say "ports $client/$peer are taken; starting a fresh member"
         client=""
     fi

@@ -34,29 +34,18 @@ CNF="$DIR/my.cnf"
 LOG="$DIR/mariadbd.log"
 
 say() { echo "mariadb.sh: $*" >&2; }
+# shellcheck source=server-lib.sh
+. "$(dirname "$0")/server-lib.sh"
 
 exec 9>"$DIR/.lock"
 flock 9
 
-running_pid() {
-    [ -s "$PIDFILE" ] || return 1
-    local pid
-    pid="$(cat "$PIDFILE")"
-    # Ours only if it is a mariadbd started with this directory's config.
-    if kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "--defaults-file=$CNF"; then
-        echo "$pid"
-        return 0
-    fi
-    return 1
-}
+# Ours only if it is a mariadbd started with this directory's config.
+running_pid() { ours_pid "$PIDFILE" "--defaults-file=$CNF"; }
 
 if $stop; then
     if pid="$(running_pid)"; then
-        kill "$pid"
-        for _ in $(seq 1 100); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
+        stop_pid "$pid"
         say "stopped mariadbd $pid"
     fi
     exit 0
@@ -103,18 +92,10 @@ fi
 # the first of a random walk that nothing accepts on.
 pick_port() {
     port=""
-    if [ -s "$DIR/port" ] && ! (exec 3<>"/dev/tcp/127.0.0.1/$(cat "$DIR/port")") 2>/dev/null; then
+    if [ -s "$DIR/port" ] && port_free "$(cat "$DIR/port")"; then
         port="$(cat "$DIR/port")"
     fi
-    for _ in $(seq 1 50); do
-        [ -z "$port" ] || break
-        candidate=$((20000 + RANDOM % 30000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then
-            port=$candidate
-            break
-        fi
-    done
-    [ -n "$port" ] || { say "found no free port"; exit 1; }
+    [ -n "$port" ] || port="$(free_port)" || { say "found no free port"; exit 1; }
 }
 
 write_cnf() {

@@ -36,6 +36,26 @@ pub struct RunView {
 }
 
 impl RunView {
+    /// The `attempt_failed` events of `step`: (attempt, retryable, error).
+    pub fn failures(&self, step: &str) -> Vec<(i64, bool, String)> {
+        self.json["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .filter(|e| e["kind"] == "attempt_failed" && e["step"] == step)
+            .map(|e| {
+                let e = &e["data"];
+                (
+                    e["attempt"].as_i64().unwrap_or(-1),
+                    e["retryable"]
+                        .as_bool()
+                        .expect("attempt_failed has `retryable`"),
+                    e["error"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+
     pub fn parse(text: &str) -> Result<RunView, String> {
         let json: Value = serde_json::from_str(text)
             .map_err(|e| format!("`runs show --json` printed invalid JSON ({e})"))?;

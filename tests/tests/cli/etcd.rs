@@ -56,26 +56,6 @@ fn step(id: &str, action: &str, with: Value) -> Value {
     json!({"id": id, "uses": format!("etcd/{action}"), "with": with})
 }
 
-/// The `attempt_failed` events of `step`: (attempt, retryable, error).
-fn failures(view: &RunView, step: &str) -> Vec<(i64, bool, String)> {
-    view.json["events"]
-        .as_array()
-        .expect("events")
-        .iter()
-        .filter(|e| e["kind"] == "attempt_failed" && e["step"] == step)
-        .map(|e| {
-            let e = &e["data"];
-            (
-                e["attempt"].as_i64().unwrap_or(-1),
-                e["retryable"]
-                    .as_bool()
-                    .expect("attempt_failed has `retryable`"),
-                e["error"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
-}
-
 /// A gateway uint64 (etcdctl's JSON writes them as numbers) as a decimal string.
 fn id(v: &Value) -> String {
     match v {
@@ -371,7 +351,7 @@ fn member_promote_leaves_a_voter_alone_and_waits_for_a_learner_to_catch_up() {
     promote["retry"] = json!({"attempts": 2, "backoff": "fixed", "initial": "100ms", "max": "100ms", "jitter": false});
     let (out, view) = run_steps(&medic, &[&etcd.url], json!([promote]));
     out.expect_code(exit::FAILED, || view.pretty());
-    let failed = failures(&view, "learner");
+    let failed = view.failures("learner");
     assert_eq!(failed.len(), 2, "retried once: {failed:?}");
     assert!(
         failed.iter().all(|(_, retryable, _)| *retryable),
@@ -401,7 +381,7 @@ fn member_promote_leaves_a_voter_alone_and_waits_for_a_learner_to_catch_up() {
         )]),
     );
     out.expect_code(exit::FAILED, || view.pretty());
-    let failed = failures(&view, "nobody");
+    let failed = view.failures("nobody");
     assert_eq!(failed.len(), 1, "not retried: {failed:?}");
     assert!(
         !failed[0].1 && failed[0].2.contains("no member 4660"),
@@ -520,14 +500,14 @@ fn safe_restart_plan_runs_end_to_end_with_the_operators_restart() {
         &run,
         Duration::from_secs(30),
         "`a-back` failing while the member is down",
-        |view| (!failures(view, "a-back").is_empty()).then_some(()),
+        |view| (!view.failures("a-back").is_empty()).then_some(()),
         || running.describe(),
     );
     etcd.start_again();
     let out = running.wait(Duration::from_secs(90));
     let view = medic.show(&run);
     out.expect_code(exit::SUCCEEDED, || format!("{}\n{out}", view.pretty()));
-    let failed = failures(&view, "a-back");
+    let failed = view.failures("a-back");
     assert!(
         failed.iter().all(|(_, retryable, _)| *retryable),
         "{failed:?}"
@@ -596,7 +576,7 @@ fn auth_tokens_come_from_a_secret_or_the_operators_configuration() {
         json!([step("defrag", "defragment", json!({"endpoint": etcd.url}))]),
     );
     out.expect_code(exit::FAILED, || view.pretty());
-    let failed = failures(&view, "defrag");
+    let failed = view.failures("defrag");
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert!(!failed[0].1, "{failed:?}");
     assert!(
@@ -649,7 +629,7 @@ fn an_origin_the_plan_does_not_grant_is_refused_by_the_host() {
         json!([step("status", "status", json!({"endpoint": etcd.url}))]),
     );
     out.expect_code(exit::FAILED, || view.pretty());
-    let failed = failures(&view, "status");
+    let failed = view.failures("status");
     assert_eq!(failed.len(), 1, "{failed:?}");
     let (_, retryable, error) = &failed[0];
     assert!(!retryable, "{failed:?}");
@@ -669,7 +649,7 @@ fn an_unreachable_server_is_retried_then_fails_with_a_clear_error() {
     health["retry"] = json!({"attempts": 3, "backoff": "fixed", "initial": "100ms", "max": "100ms", "jitter": false});
     let (out, view) = run_steps(&medic, &[&etcd.url], json!([health]));
     out.expect_code(exit::FAILED, || view.pretty());
-    let failed = failures(&view, "health");
+    let failed = view.failures("health");
     assert_eq!(failed.len(), 3, "every attempt was made: {failed:?}");
     for (_, retryable, error) in &failed {
         assert!(retryable, "{failed:?}");

@@ -146,26 +146,6 @@ fn query(id: &str, connection: &str, statement: &str, params: Value) -> Value {
     })
 }
 
-/// The `attempt_failed` events of `step`: (attempt, retryable, error).
-fn failures(view: &RunView, step: &str) -> Vec<(i64, bool, String)> {
-    view.json["events"]
-        .as_array()
-        .expect("events")
-        .iter()
-        .filter(|e| e["kind"] == "attempt_failed" && e["step"] == step)
-        .map(|e| {
-            let e = &e["data"];
-            (
-                e["attempt"].as_i64().unwrap_or(-1),
-                e["retryable"]
-                    .as_bool()
-                    .expect("attempt_failed has `retryable`"),
-                e["error"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
-}
-
 /// A quick retry policy: the second attempt after 100 ms.
 fn retrying(mut step: Value, attempts: u32) -> Value {
     step["retry"] = json!({"attempts": attempts, "backoff": "fixed", "initial": "100ms", "max": "100ms", "jitter": false});
@@ -316,7 +296,7 @@ fn an_ungranted_connection_is_refused_by_name_and_not_retried() {
         json!([retrying(query("q", "primary", "SELECT 1", json!([])), 3)]),
     );
     out.expect_code(exit::FAILED, || view.pretty());
-    let failed = failures(&view, "q");
+    let failed = view.failures("q");
     assert_eq!(failed.len(), 1, "not retryable: one attempt\n{failed:?}");
     let (_, retryable, error) = &failed[0];
     assert!(!retryable);
@@ -343,14 +323,14 @@ fn an_unknown_connection_and_a_missing_secret_are_named() {
         ]),
     );
     out.expect_code(exit::FAILED, || view.pretty());
-    let ghost = &failures(&view, "ghost")[0];
+    let ghost = &view.failures("ghost")[0];
     assert!(
         !ghost.1
             && ghost.2.contains("SQL connection `ghost` is not configured")
             && ghost.2.contains("[sql.ghost]"),
         "{ghost:?}"
     );
-    let nosecret = &failures(&view, "nosecret")[0];
+    let nosecret = &view.failures("nosecret")[0];
     assert!(
         !nosecret.1
             && nosecret.2.contains("`nosecret`")
@@ -372,7 +352,7 @@ fn a_wrong_password_is_not_retried_and_never_shown() {
         json!([retrying(query("q", "primary", "SELECT 1", json!([])), 3)]),
     );
     out.expect_code(exit::FAILED, || view.pretty());
-    let failed = failures(&view, "q");
+    let failed = view.failures("q");
     assert_eq!(failed.len(), 1, "access denied is not retried\n{failed:?}");
     let (_, retryable, error) = &failed[0];
     assert!(!retryable);
@@ -413,13 +393,13 @@ fn a_server_error_keeps_its_code_and_a_refused_connection_is_retryable() {
         ]),
     );
     out.expect_code(exit::FAILED, || view.pretty());
-    let denied = failures(&view, "denied");
+    let denied = view.failures("denied");
     assert_eq!(denied.len(), 1, "{denied:?}");
     assert!(
         !denied[0].1 && denied[0].2.contains("error 1044"),
         "{denied:?}"
     );
-    let down = failures(&view, "down");
+    let down = view.failures("down");
     assert_eq!(
         down.iter().map(|f| (f.0, f.1)).collect::<Vec<_>>(),
         [(1, true), (2, true)],
@@ -454,7 +434,7 @@ fn a_server_that_never_answers_times_out_connecting_and_is_retryable() {
     let (out, view) = sql.run(&["mute"], json!([step]));
     let took = started.elapsed();
     out.expect_code(exit::FAILED, || view.pretty());
-    let failed = failures(&view, "q");
+    let failed = view.failures("q");
     assert!(
         failed[0].1 && failed[0].2.contains("connecting timed out after 10s"),
         "{failed:?}"
@@ -475,7 +455,7 @@ fn tls_required_against_a_server_without_tls_fails_without_retry() {
         json!([retrying(query("q", "primary", "SELECT 1", json!([])), 3)]),
     );
     out.expect_code(exit::FAILED, || view.pretty());
-    let failed = failures(&view, "q");
+    let failed = view.failures("q");
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert!(
         !failed[0].1 && failed[0].2.contains("SSL"),
@@ -518,7 +498,7 @@ fn a_lock_wait_timeout_is_retryable() {
     let _ = holder.kill();
     let _ = holder.wait();
     out.expect_code(exit::FAILED, || view.pretty());
-    let failed = failures(&view, "update");
+    let failed = view.failures("update");
     assert!(
         failed[0].1 && failed[0].2.contains("error 1205"),
         "{failed:?}"
@@ -542,7 +522,7 @@ fn a_row_set_beyond_the_cap_is_refused_with_advice() {
         )]),
     );
     out.expect_code(exit::FAILED, || view.pretty());
-    let failed = failures(&view, "big");
+    let failed = view.failures("big");
     assert!(
         !failed[0].1 && failed[0].2.contains("16 MiB") && failed[0].2.contains("LIMIT"),
         "{failed:?}"
@@ -583,7 +563,7 @@ fn a_killed_server_loses_the_session_and_is_retryable() {
     });
     let (out, view) = running;
     out.expect_code(exit::FAILED, || view.pretty());
-    let failed = failures(&view, "session");
+    let failed = view.failures("session");
     assert_eq!(
         failed.iter().map(|f| (f.0, f.1)).collect::<Vec<_>>(),
         [(1, true), (2, true)],
@@ -610,7 +590,7 @@ fn a_call_that_times_out_kills_its_statement() {
     let (out, view) = sql.run(&["primary"], json!([step]));
     out.expect_code(exit::FAILED, || view.pretty());
     assert!(
-        failures(&view, "slow")[0].2.contains("timed out"),
+        view.failures("slow")[0].2.contains("timed out"),
         "{}",
         view.pretty()
     );

@@ -23,6 +23,7 @@ pub const QUEUE_DEPTH: &str = "medic_queue_depth";
 pub const HTTP_REQUESTS: &str = "medic_http_requests_total";
 pub const SCHEDULE_DUE_TIMES: &str = "medic_schedule_due_times_total";
 pub const SCHEDULE_FIRE_LAG: &str = "medic_schedule_fire_lag_seconds";
+pub const RUN_OBJECTIVES: &str = "medic_run_objectives_total";
 
 /// The `Content-Type` of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -134,6 +135,14 @@ impl Metrics {
              to the commit of the run it created."
                 .into(),
         );
+        recorder.describe_counter(
+            RUN_OBJECTIVES.into(),
+            None,
+            "Runs of plans with an `objective` that ended in this process, by plan and outcome: \
+             met, or missed (too slow, or the run or its `to` step did not succeed). Alert on \
+             missed runs of a recovery drill."
+                .into(),
+        );
         Metrics {
             recorder,
             queue: AtomicI64::new(0),
@@ -212,6 +221,20 @@ impl Metrics {
         let key = Key::from_parts(
             SCHEDULE_DUE_TIMES,
             vec![Label::new("outcome", outcome.to_owned())],
+        );
+        self.recorder.register_counter(&key, &META).increment(1);
+    }
+
+    /// A run of `plan` ended and met (or missed) its plan's recovery time objective.
+    /// Only plans that declare an objective count, so the plan label stays bounded by
+    /// the plans an operator wrote objectives for.
+    pub fn run_objective(&self, plan: &str, met: bool) {
+        let key = Key::from_parts(
+            RUN_OBJECTIVES,
+            vec![
+                Label::new("plan", plan.to_owned()),
+                Label::new("outcome", if met { "met" } else { "missed" }),
+            ],
         );
         self.recorder.register_counter(&key, &META).increment(1);
     }

@@ -130,6 +130,9 @@ pub(super) fn line(medic: &str, run: &str, e: &Entry) -> String {
             };
             format!("  . {step}: {}attempt {attempt}: {of} {message}", undo(*u))
         }
+        Entry::Objective { met, summary, .. } => {
+            format!("{} {summary}", if *met { "ok" } else { "x" })
+        }
         Entry::RunStatus { status, reason } => match reason {
             Some(r) => format!("run {}: {r}", status.as_str()),
             None => format!("run {}", status.as_str()),

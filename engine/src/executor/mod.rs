@@ -449,6 +449,7 @@ impl<I: Invoker> Executor<I> {
             queued: 0,
             state: stored.state,
             next_seq: stored.next_seq,
+            created_at: stored.summary.created_at,
             builds: stored.plugin_builds,
             events: mpsc::unbounded_channel(),
             tasks: JoinSet::new(),
@@ -496,6 +497,8 @@ struct Driver<I: Invoker> {
     /// This run's share of `medic_queue_depth`: its ready steps not started.
     queued: usize,
     next_seq: i64,
+    /// When the run was created: where its recovery time objective's clock starts.
+    created_at: Ms,
     /// The plugin builds the run started with (name -> sha256), which its calls use.
     builds: std::collections::BTreeMap<String, String>,
     events: (mpsc::UnboundedSender<Event>, mpsc::UnboundedReceiver<Event>),
@@ -594,8 +597,19 @@ impl<I: Invoker> Driver<I> {
     }
 
     /// Makes the transition's records durable, tells watchers, then dispatches.
-    async fn commit(&mut self, outcome: Outcome, consumed: Vec<i64>) -> Result<(), Error> {
+    async fn commit(&mut self, mut outcome: Outcome, consumed: Vec<i64>) -> Result<(), Error> {
         let at = self.exec.now();
+        // The objective is measured in the same commit as the run's end, so it is
+        // recorded exactly once, even across a crash.
+        let ended = outcome.run_changed && self.state.status.is_terminal();
+        let objective = ended
+            .then(|| run::objective::measure(&self.plan, &self.state, self.created_at, at))
+            .flatten();
+        let objective_met = match &objective {
+            Some(Entry::Objective { met, .. }) => Some(*met),
+            _ => None,
+        };
+        outcome.log.extend(objective);
         let touched: BTreeSet<usize> = outcome.touched.iter().copied().collect();
         let touched_steps: Vec<usize> = touched.iter().copied().collect();
         let mut batch = Batch {
@@ -634,6 +648,9 @@ impl<I: Invoker> Driver<I> {
             self.exec.inner.store.commit(batch).await?;
         }
         self.record_metrics(&touched_steps);
+        if let Some(met) = objective_met {
+            self.exec.inner.metrics.run_objective(&self.plan.name, met);
+        }
         for (seq, entry) in committed {
             let _ = self.exec.inner.progress.send(Progress {
                 run_id: self.state.id.clone(),

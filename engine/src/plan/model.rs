@@ -30,12 +30,25 @@ pub struct Plan {
     /// Schedules declared in `metadata.schedules`, validated; `plan` holds the
     /// plan's name (registering a version points them at it).
     pub schedules: Vec<crate::schedule::Spec>,
+    /// The recovery time objective runs of the plan are measured against.
+    pub objective: Option<Objective>,
 }
 
 impl Plan {
     pub fn step_index(&self, id: &str) -> Option<usize> {
         self.steps.iter().position(|s| s.id == id)
     }
+}
+
+/// A recovery time objective (`objective` in the plan): a run meets it when it (or
+/// step `to`) succeeds at most `within` after it started (or step `from` ended).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Objective {
+    pub within: Duration,
+    /// Index of the step whose end starts the clock; `None`: the run's start.
+    pub from: Option<usize>,
+    /// Index of the step whose end stops the clock; `None`: the run's end.
+    pub to: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,6 +17,14 @@ pub(crate) struct RawMetadata {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(crate) struct RawObjective {
+    pub within: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct RawPlugin {
     #[serde(rename = "use")]
     pub use_: String,

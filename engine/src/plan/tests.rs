@@ -385,6 +385,41 @@ fn other_semantic_errors() {
 }
 
 #[test]
+fn objectives_are_checked() {
+    let steps = "steps:\n  - { id: a, uses: probe/noop }\n  - { id: b, uses: probe/noop }\n  - { id: c, uses: probe/noop, needs: [a] }\n";
+    let ok = format!("{HEAD}objective: {{ within: 15m, from: a, to: c }}\n{steps}");
+    let plan = parse("x.yaml", &ok, Format::Yaml, None).unwrap();
+    assert_eq!(
+        plan.objective,
+        Some(Objective {
+            within: Duration::from_secs(900),
+            from: Some(0),
+            to: Some(2)
+        })
+    );
+    for (objective, expected) in [
+        (
+            "{ within: soon }",
+            "objective.within: invalid duration `soon`",
+        ),
+        ("{ within: 0s }", "objective.within: must be longer than 0s"),
+        (
+            "{ within: 1m, from: zz }",
+            "objective.from: unknown step `zz`; expected one of: a, b, c",
+        ),
+        (
+            "{ within: 1m, from: a, to: b }",
+            "objective.to: step `b` does not depend on `from` step `a`",
+        ),
+        ("{ from: a }", "objective: missing required field `within`"),
+    ] {
+        let text = format!("{HEAD}objective: {objective}\n{steps}");
+        let got = errors(&text);
+        assert!(got.contains(expected), "{objective}: {got}");
+    }
+}
+
+#[test]
 fn json_plans_get_positions_too() {
     let text = "{\n  \"apiVersion\": \"medic/v1\",\n  \"kind\": \"RecoveryPlan\",\n  \"metadata\": {\"name\": \"t\"},\n  \"steps\": [\n    {\"id\": \"a\", \"needs\": [\"zzz\"], \"approval\": {\"prompt\": \"?\"}}\n  ]\n}\n";
     assert_eq!(

@@ -13,12 +13,12 @@ use sha2::{Digest, Sha256};
 
 use super::diagnostic::{Locations, Report, esc, list};
 use super::raw::{
-    RawApproval, RawBackoff, RawCall, RawMetadata, RawOnTimeout, RawPlugin, RawPolicy, RawStep,
+    RawApproval, RawBackoff, RawCall, RawMetadata, RawObjective, RawOnTimeout, RawPlugin, RawPolicy, RawStep,
 };
 use super::template::{self, Site, StepSite};
 use super::{
     Approval, ApprovalTimeout, Backoff, Call, Catalog, Diagnostic, FailurePolicy, Grants, Param,
-    Plan, PlanKind, PluginUse, Retry, SCHEMA, Step, StepKind, schema,
+    Objective, Plan, PlanKind, PluginUse, Retry, SCHEMA, Step, StepKind, schema,
 };
 use crate::dag::Dag;
 
@@ -180,6 +180,8 @@ pub(crate) fn plan(
     if let Some(catalog) = catalog {
         check_actions(catalog, &plugins, &steps, &mut r);
     }
+    let objective = part::<RawObjective>(root.get("objective"))
+        .and_then(|o| objective(&o, &index, &ids_sorted, dag.as_ref(), &mut r));
 
     if !r.out.is_empty() {
         return Err(r.finish());
@@ -211,6 +213,7 @@ pub(crate) fn plan(
         on_failure,
         concurrency,
         schedules: Vec::new(),
+        objective,
     };
     plan.schedules = schedules(&plan, &declared, &mut r);
     let out = r.finish();
@@ -527,6 +530,59 @@ impl StepChecker<'_, '_> {
             self.r.at(pointer, m);
         }
     }
+}
+
+/// `objective`: a duration, and steps that exist with `to` downstream of `from`, so
+/// the clock can only stop after it started.
+fn objective(
+    raw: &RawObjective,
+    index: &HashMap<String, usize>,
+    ids: &[String],
+    dag: Option<&Dag>,
+    r: &mut Report<'_>,
+) -> Option<Objective> {
+    let within = duration(Some(&raw.within), "/objective/within", r);
+    if within == Some(Duration::ZERO) {
+        r.at("/objective/within", "must be longer than 0s".to_string());
+    }
+    let mut step = |field: &str, id: &Option<String>| -> Result<Option<usize>, ()> {
+        let Some(id) = id else { return Ok(None) };
+        match index.get(id) {
+            Some(&i) => Ok(Some(i)),
+            None => {
+                r.at(
+                    &format!("/objective/{field}"),
+                    format!("unknown step `{id}`; expected one of: {}", list(ids, 20)),
+                );
+                Err(())
+            }
+        }
+    };
+    let from = step("from", &raw.from);
+    let to = step("to", &raw.to);
+    let (Ok(from), Ok(to)) = (from, to) else {
+        return None;
+    };
+    if let (Some(f), Some(t), Some(dag)) = (from, to, dag)
+        && !dag.upstream(t)[f]
+    {
+        r.at(
+            "/objective/to",
+            format!(
+                "step `{}` does not depend on `from` step `{}`, so it may end before the clock starts; \
+                 name a step that needs `{}` (directly or through others)",
+                raw.to.as_deref().unwrap_or_default(),
+                raw.from.as_deref().unwrap_or_default(),
+                raw.from.as_deref().unwrap_or_default(),
+            ),
+        );
+        return None;
+    }
+    Some(Objective {
+        within: within.filter(|d| !d.is_zero())?,
+        from,
+        to,
+    })
 }
 
 fn duration(s: Option<&str>, pointer: &str, r: &mut Report<'_>) -> Option<Duration> {

@@ -2,6 +2,7 @@
 //! `transition(state, event, now) -> Outcome` (log entries to persist, effects to
 //! dispatch after the commit). No I/O, no clock: time comes in with each event.
 
+pub mod objective;
 mod state;
 mod transition;
 
@@ -186,6 +187,17 @@ pub enum Entry {
     CancelRequested {
         by: String,
     },
+    /// The run ended: whether it met its plan's recovery time objective. `elapsed`
+    /// is from the clock's start (the run's, or step `from`'s end) to its stop (the
+    /// run's end, or step `to`'s end); `None` when the clock never started.
+    Objective {
+        within_ms: Ms,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        elapsed_ms: Option<Ms>,
+        met: bool,
+        /// For people: e.g. `recovered in 42.1s, within 10m` or why it was missed.
+        summary: String,
+    },
     /// How far an attempt in flight has come (`total` 0: unknown), as its plugin
     /// reported it; at most a few per second per attempt, the last one always.
     StepProgress {
@@ -214,13 +226,16 @@ impl Entry {
             Entry::Observed { .. } => "observed",
             Entry::CancelRequested { .. } => "cancel_requested",
             Entry::StepProgress { .. } => "step_progress",
+            Entry::Objective { .. } => "objective",
         }
     }
 
     /// The step the entry is about, if any.
     pub fn step(&self) -> Option<&str> {
         match self {
-            Entry::RunStatus { .. } | Entry::CancelRequested { .. } => None,
+            Entry::RunStatus { .. } | Entry::CancelRequested { .. } | Entry::Objective { .. } => {
+                None
+            }
             Entry::AttemptStarted { step, .. }
             | Entry::AttemptSucceeded { step, .. }
             | Entry::AttemptFailed { step, .. }

@@ -486,3 +486,126 @@ fn statuses_round_trip_through_their_names() {
         Err("unknown status `done`: expected one of running, rolling_back, held, succeeded, failed, rolled_back, cancelled".into())
     );
 }
+
+/// The objective entry a run of `s` would record on ending at `s.now`, created at 0.
+fn objective(s: &Sim) -> (bool, Option<Ms>, String) {
+    match objective::measure(&s.plan, &s.state, 0, s.now) {
+        Some(Entry::Objective {
+            met,
+            elapsed_ms,
+            summary,
+            ..
+        }) => (met, elapsed_ms, summary),
+        other => panic!("{other:?}"),
+    }
+}
+
+const DRILL: &str = "  - { id: break, uses: p/noop }
+  - { id: repair, uses: p/noop, needs: [break] }
+  - { id: verify, uses: p/noop, needs: [repair] }
+  - { id: report, uses: p/noop, needs: [verify] }
+";
+
+#[test]
+fn an_objective_is_measured_from_the_run_start_to_its_end() {
+    let mut s = Sim::with_head("objective: { within: 10s }\n", DRILL);
+    s.ev(Event::Start);
+    for id in ["break", "repair", "verify", "report"] {
+        s.ok(id, 1);
+    }
+    s.now = 10_000;
+    assert_eq!(
+        objective(&s),
+        (
+            true,
+            Some(10_000),
+            "objective of 10s met: recovered in 10.0s".into()
+        )
+    );
+    s.now = 10_001;
+    let (met, elapsed, summary) = objective(&s);
+    assert!(!met);
+    assert_eq!(elapsed, Some(10_001));
+    assert_eq!(
+        summary,
+        "objective of 10s missed: recovery took 10.0s, 1ms too long"
+    );
+}
+
+#[test]
+fn an_objective_between_steps_ignores_what_runs_before_and_after() {
+    let mut s = Sim::with_head(
+        "objective: { within: 1m, from: break, to: verify }\n",
+        DRILL,
+    );
+    s.ev(Event::Start);
+    s.now = 5_000;
+    s.ok("break", 1);
+    s.now = 65_000;
+    s.ok("repair", 1);
+    s.now = 65_000; // verify ends exactly 60 s after break did
+    s.ok("verify", 1);
+    s.now = 500_000; // a slow report does not count
+    s.ok("report", 1);
+    assert_eq!(s.state.status, RunStatus::Succeeded);
+    assert_eq!(
+        objective(&s),
+        (
+            true,
+            Some(60_000),
+            "objective of 1m met: recovered in 1m".into()
+        )
+    );
+}
+
+#[test]
+fn a_failed_run_or_a_clock_that_never_started_misses_the_objective() {
+    // The run fails quickly: fast is not enough, it must have recovered.
+    let mut s = Sim::with_head("objective: { within: 1h }\n", DRILL);
+    s.ev(Event::Start);
+    s.ok("break", 1);
+    s.err("repair", 1, false);
+    assert_eq!(s.state.status, RunStatus::Failed);
+    let (met, elapsed, summary) = objective(&s);
+    assert!(!met);
+    assert_eq!(elapsed, Some(1_000));
+    assert_eq!(
+        summary,
+        "objective of 1h missed: the run ended failed after 1.0s"
+    );
+
+    // `from` never succeeded: there is no elapsed time to speak of.
+    let mut s = Sim::with_head("objective: { within: 1h, from: break }\n", DRILL);
+    s.ev(Event::Start);
+    s.err("break", 1, false);
+    let (met, elapsed, summary) = objective(&s);
+    assert!(!met);
+    assert_eq!(elapsed, None);
+    assert_eq!(
+        summary,
+        "objective of 1h missed: the clock never started: step `break` (from) ended failed"
+    );
+
+    // `to` did not succeed although the run did not stop there (on_failure: continue).
+    let mut s = Sim::with_head(
+        "on_failure: continue\nobjective: { within: 1h, to: verify }\n",
+        DRILL,
+    );
+    s.ev(Event::Start);
+    s.ok("break", 1);
+    s.ok("repair", 1);
+    s.err("verify", 1, false);
+    let (met, _, summary) = objective(&s);
+    assert!(!met);
+    assert_eq!(
+        summary,
+        "objective of 1h missed: step `verify` (to) ended failed after 1.0s"
+    );
+}
+
+#[test]
+fn a_plan_without_an_objective_records_none() {
+    let mut s = Sim::new(DRILL);
+    s.ev(Event::Start);
+    assert_eq!(objective::measure(&s.plan, &s.state, 0, s.now), None);
+}

@@ -56,6 +56,17 @@ impl RunView {
             .collect()
     }
 
+    /// The data of every event of `kind`, in order.
+    pub fn events_of(&self, kind: &str) -> Vec<&Value> {
+        self.json["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .filter(|e| e["kind"] == kind)
+            .map(|e| &e["data"])
+            .collect()
+    }
+
     pub fn parse(text: &str) -> Result<RunView, String> {
         let json: Value = serde_json::from_str(text)
             .map_err(|e| format!("`runs show --json` printed invalid JSON ({e})"))?;

@@ -13,12 +13,13 @@ use sha2::{Digest, Sha256};
 
 use super::diagnostic::{Locations, Report, esc, list};
 use super::raw::{
-    RawApproval, RawBackoff, RawCall, RawMetadata, RawObjective, RawOnTimeout, RawPlugin, RawPolicy, RawStep,
+    RawApproval, RawBackoff, RawCall, RawMetadata, RawObjective, RawOnTimeout, RawPlugin,
+    RawPolicy, RawStep,
 };
 use super::template::{self, Site, StepSite};
 use super::{
-    Approval, ApprovalTimeout, Backoff, Call, Catalog, Diagnostic, FailurePolicy, Grants, Param,
-    Objective, Plan, PlanKind, PluginUse, Retry, SCHEMA, Step, StepKind, schema,
+    Approval, ApprovalTimeout, Backoff, Call, Catalog, Diagnostic, FailurePolicy, Grants,
+    Objective, Param, Plan, PlanKind, PluginUse, Retry, SCHEMA, Step, StepKind, schema,
 };
 use crate::dag::Dag;
 

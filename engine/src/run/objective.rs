@@ -65,7 +65,10 @@ pub fn measure(plan: &Plan, state: &RunState, started: Ms, now: Ms) -> Option<En
     if elapsed_ms > within_ms {
         return Some(missed(
             Some(elapsed_ms),
-            format!("recovery took {took}, {} too long", fmt_ms(elapsed_ms - within_ms)),
+            format!(
+                "recovery took {took}, {} too long",
+                fmt_ms(elapsed_ms - within_ms)
+            ),
         ));
     }
     Some(Entry::Objective {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use medic_tests::{
     ADMIN_PASSWORD, ADMIN_USER, APP_PASSWORD, APP_USER, MariaDb, MariaDbPair, Medic, REPL_PASSWORD,
-    REPL_USER, RunView, Running, TEST_PASSWORD, TEST_USER, repo_root,
+    REPL_USER, RunView, Running, Scrape, Server, TEST_PASSWORD, TEST_USER, repo_root,
 };
 use serde_json::{Value, json};
 
@@ -1031,5 +1031,203 @@ fn the_backup_verification_restores_into_a_scratch_server_and_leaves_the_replica
         Some("Yes"),
         "the rollback started the replica again\n{}",
         ctx()
+    );
+}
+
+/// The drill's params against this test's pair (connections `primary`, `replica`).
+fn drill_params(group: &Group) -> Vec<String> {
+    vec![
+        "primary=primary".into(),
+        "replica=replica".into(),
+        "primary_host=127.0.0.1".into(),
+        format!("primary_port={}", group.pair.primary.port),
+        format!("repl_user={REPL_USER}"),
+        r#"databases=["app"]"#.into(),
+        "catch_up_timeout_s=20".into(),
+    ]
+}
+
+/// The pair is whole again after a drill: both threads run, the tables check equal,
+/// the primary takes writes and a new one reaches the replica.
+fn assert_pair_recovered(group: &Group, ctx: &dyn Fn() -> String) {
+    let (primary, replica) = (&group.pair.primary, &group.pair.replica);
+    for thread in ["Slave_IO_Running", "Slave_SQL_Running"] {
+        assert_eq!(
+            replica.slave_status(thread).as_deref(),
+            Some("Yes"),
+            "{thread}\n{}\n{}",
+            replica.sql("SHOW SLAVE STATUS\\G"),
+            ctx()
+        );
+    }
+    assert_eq!(group.variable(primary, "read_only"), "0", "{}", ctx());
+    group
+        .app(
+            primary,
+            "INSERT INTO app.items VALUES (6000, 'after the drill')",
+        )
+        .unwrap_or_else(|e| panic!("the application cannot write: {e}\n{}", ctx()));
+    group.caught_up();
+    assert_eq!(
+        group.checksums(primary),
+        group.checksums(replica),
+        "{}",
+        ctx()
+    );
+}
+
+/// The quarterly recovery drill (plans/maintenance/mysql-recovery-drill.yaml) on a
+/// real pair: the replica really loses its replication (its step reports no replica
+/// configuration left), is rebuilt, and the run records once that the recovery met
+/// its 15-minute objective, measured from the outage to writes resumed.
+#[test]
+fn the_quarterly_recovery_drill_rebuilds_the_replica_and_reports_its_objective_met() {
+    let group = Group::start();
+    let plan = repo_root().join("plans/maintenance/mysql-recovery-drill.yaml");
+    let params = drill_params(&group);
+    let params: Vec<&str> = params.iter().map(String::as_str).collect();
+    let (out, view) = group.run_file(&plan, &params);
+    let ctx = || format!("{out}\n{}", view.pretty());
+    out.expect_code(exit::SUCCEEDED, ctx);
+
+    // The outage was real: the replica had no replication configuration left.
+    assert_eq!(
+        view.step("break-replica").output["replica"],
+        json!(false),
+        "{}",
+        ctx()
+    );
+    assert_pair_recovered(&group, &ctx);
+    assert_each_step_once(&view, &ctx);
+
+    let objectives = view.events_of("objective");
+    assert_eq!(objectives.len(), 1, "recorded once\n{}", ctx());
+    let objective = objectives[0];
+    assert_eq!(objective["met"], json!(true), "{}", ctx());
+    assert_eq!(objective["within_ms"], json!(15 * 60 * 1000), "{}", ctx());
+    // Measured between the two steps' ends, as the run's own step times say.
+    let ended = |step: &str| {
+        view.json["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == step)
+            .and_then(|s| s["finished_at"].as_i64())
+            .unwrap_or_else(|| panic!("{step} has no finished_at\n{}", ctx()))
+    };
+    assert_eq!(
+        objective["elapsed_ms"].as_i64(),
+        Some(ended("resume-writes") - ended("break-replica")),
+        "{}",
+        ctx()
+    );
+    assert!(
+        out.stdout
+            .contains("ok objective of 15m met: recovered in "),
+        "medic run prints the verdict\n{}",
+        ctx()
+    );
+}
+
+/// Registered through the API, the drill declares its quarterly schedule; a run with
+/// an objective it cannot meet (1 ms) still rebuilds the replica and succeeds, and
+/// says it missed: in its `objective` event and in
+/// `medic_run_objectives_total{outcome="missed"}`.
+#[test]
+fn a_drill_that_recovers_too_slowly_succeeds_and_is_reported_as_missed() {
+    let group = Group::start();
+    let server = Server::admin(&group.medic);
+    let text =
+        std::fs::read_to_string(repo_root().join("plans/maintenance/mysql-recovery-drill.yaml"))
+            .unwrap()
+            .replace("  within: 15m\n", "  within: 1ms\n");
+    assert!(text.contains("within: 1ms"));
+    let (status, _, body) = server.post("/v1/plans", &[], &json!({ "plan": text }));
+    assert_eq!(status, 201, "{body}");
+
+    let (status, schedule) = server.get_json("/v1/schedules/mysql-recovery-drill-quarterly");
+    assert_eq!(status, 200, "{schedule}");
+    assert_eq!(
+        schedule["declared_by"],
+        json!("mysql-recovery-drill"),
+        "{schedule}"
+    );
+    let next = schedule["next"].as_array().expect("next fire times");
+    assert!(!next.is_empty(), "{schedule}");
+    for due in next {
+        let due_at = due["due_at"].as_u64().expect("due_at");
+        let due = humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + Duration::from_millis(due_at),
+        )
+        .to_string();
+        // The first day of January, April, July or October, at 04:00 UTC.
+        assert!(
+            [
+                "-01-01T04:00:00",
+                "-04-01T04:00:00",
+                "-07-01T04:00:00",
+                "-10-01T04:00:00"
+            ]
+            .iter()
+            .any(|d| due.contains(d)),
+            "{due} is not a quarterly due time\n{schedule}"
+        );
+    }
+
+    let mut params = serde_json::Map::new();
+    for p in drill_params(&group) {
+        let (k, v) = p.split_once('=').unwrap();
+        let v = serde_json::from_str(v).unwrap_or_else(|_| json!(v));
+        params.insert(k.to_string(), v);
+    }
+    let (status, _, created) = server.post(
+        "/v1/runs",
+        &[],
+        &json!({ "plan_name": "mysql-recovery-drill", "params": params }),
+    );
+    assert_eq!(status, 201, "{created}");
+    let run = created["id"].as_str().expect("run id").to_string();
+    let view = server.wait_run(&run, "the drill to end", |v| {
+        let s = v["run"]["status"].as_str()?;
+        matches!(s, "succeeded" | "failed" | "rolled_back").then(|| v.clone())
+    });
+    let ctx = || server.describe(&run);
+    assert_eq!(view["run"]["status"], "succeeded", "{}", ctx());
+    assert_pair_recovered(&group, &ctx);
+
+    let objective: Vec<&Value> = view["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "objective")
+        .map(|e| &e["data"])
+        .collect();
+    assert_eq!(objective.len(), 1, "{}", ctx());
+    assert_eq!(objective[0]["met"], json!(false), "{}", ctx());
+    let summary = objective[0]["summary"].as_str().unwrap_or_default();
+    assert!(
+        summary.starts_with("objective of 1ms missed: recovery took "),
+        "{summary}"
+    );
+
+    let (status, _, metrics) = server.get("/metrics");
+    assert_eq!(status, 200);
+    let metrics = metrics.as_str().expect("metrics are text");
+    let scrape = Scrape::parse(metrics).unwrap_or_else(|e| panic!("{e}\n{metrics}"));
+    assert_eq!(
+        scrape.value(
+            "medic_run_objectives_total",
+            &[("plan", "mysql-recovery-drill"), ("outcome", "missed")]
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        scrape.value(
+            "medic_run_objectives_total",
+            &[("plan", "mysql-recovery-drill"), ("outcome", "met")]
+        ),
+        None,
+        "{metrics}"
     );
 }

@@ -296,7 +296,9 @@ pub(super) async fn resume(
     Ok((StatusCode::ACCEPTED, Json(Resumed { id, status })))
 }
 
-/// A run with its params, step states, attempts (with outputs and timings) and events.
+/// A run with its params, step states, attempts (with outputs and timings), events,
+/// and `plan`: the plan document it runs (canonical JSON), whose steps' `needs` are
+/// the run's graph.
 #[utoipa::path(get, path = "/v1/runs/{id}", tag = "runs",
     params(("id" = String, Path, description = "the run's id")),
     responses(
@@ -307,7 +309,18 @@ pub(super) async fn show(
     State(s): Shared,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(s.exec.store().detail(&id).await?))
+    let mut detail = s.exec.store().detail(&id).await?;
+    let stored = s.exec.store().load_run(&id).await?;
+    let plan: Value = serde_json::from_str(&stored.plan_source).map_err(|e| {
+        ApiError::from(crate::store::Error::Corrupt {
+            what: "run's plan",
+            detail: format!("run {id}: its stored plan is not JSON: {e}"),
+        })
+    })?;
+    if let Some(obj) = detail.as_object_mut() {
+        obj.insert("plan".into(), plan);
+    }
+    Ok(Json(detail))
 }
 
 /// Why: kept with the command in the run's log.

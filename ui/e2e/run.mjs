@@ -5,6 +5,8 @@
 //   MEDIC_URL              http://127.0.0.1:PORT of `medic serve` (tokens required)
 //   MEDIC_OPERATOR_TOKEN   a token with role operator: starts the runs
 //   MEDIC_APPROVER_TOKEN   a token with role approver: approves (not the submitter)
+//   MEDIC_ADMIN_TOKEN      a token with role admin: reads the audit log
+//   MEDIC_SCHEDULE         the name of a schedule of ui-safe-restart the server has
 //   MEDIC_CHROMIUM         the browser (default /usr/bin/chromium)
 //   MEDIC_SCREENSHOTS      if set, the dir the run page's screenshots are written to
 //
@@ -29,6 +31,8 @@ const env = (name, fallback) => {
 const BASE = env("MEDIC_URL");
 const OPERATOR = env("MEDIC_OPERATOR_TOKEN");
 const APPROVER = env("MEDIC_APPROVER_TOKEN");
+const ADMIN = env("MEDIC_ADMIN_TOKEN");
+const SCHEDULE = env("MEDIC_SCHEDULE");
 const CHROMIUM = env("MEDIC_CHROMIUM", "/usr/bin/chromium");
 const SHOTS = process.env.MEDIC_SCREENSHOTS;
 const TIMEOUT = 30_000;
@@ -161,6 +165,8 @@ try {
   await apBanner.locator("input.comment").fill("snapshot checked, go");
   await apBanner.locator("button", { hasText: "Approve" }).click();
   say("the approver approved");
+  // A tab in the background gets few animation frames, which Playwright's actions wait for.
+  await op.bringToFront();
 
   // --- The operator's page, never reloaded, sees the run through. ---
   for (const step of ["approve-restart", "restart", "verify"]) await waitNode(op, step, "succeeded");
@@ -190,6 +196,33 @@ try {
   await op.locator(`[data-testid=runs] tr[data-run="${bad}"]`).waitFor();
   check((await op.locator(`[data-testid=runs] tr[data-run="${run}"]`).count()) === 0, "the failed filter should leave out the succeeded run");
   say("the runs list filters by state");
+
+  // --- Schedules, plugins and the audit log, as an admin in the other tab. ---
+  await ap.bringToFront();
+  await ap.click("text=Sign out");
+  await signIn(ap, ADMIN, "admin");
+  await ap.click("header nav >> text=Schedules");
+  const schedule = ap.locator("[data-testid=schedules] tr", { hasText: SCHEDULE });
+  await schedule.waitFor();
+  const fires = await schedule.locator("td:nth-child(4) .mono").count();
+  check(fires === 5, `the schedule should list its next 5 fire times, shows ${fires}`);
+  say("the schedules page lists the next fire times");
+
+  await ap.click("header nav >> text=Plugins");
+  await ap.locator('[data-plugin="probe"] .chip', { hasText: "counter-add" }).waitFor();
+  await ap.click('[data-plugin="probe"] h2 a');
+  await ap.locator("td.mono", { hasText: "counter-sub" }).first().waitFor();
+  const grants = ap.locator(".card", { hasText: "ui-replica-failover@1" });
+  await grants.waitFor();
+  check((await grants.textContent()).includes("\"connect\""), `the probe page should show the grants plans give it, got: ${await grants.textContent()}`);
+  say("the plugin page shows its actions and the grants plans give it");
+
+  await ap.click("header nav >> text=Audit");
+  const approval = ap.locator("[data-testid=audit] tr", { hasText: `POST /v1/runs/${run}/steps/approve-restart/approve` });
+  await approval.waitFor();
+  const row = await approval.textContent();
+  check(row.includes("bob") && row.includes("202"), `the audit log should show bob's approval (202), got: ${row}`);
+  say("the audit log shows bob's approval");
 
   check(pageErrors.length === 0, `the browser reported errors:\n${pageErrors.join("\n")}`);
   say("all checks held");

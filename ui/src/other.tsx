@@ -155,11 +155,11 @@ export function Plugin(props: { name: string }) {
             <tbody>
               {doc.actions.map((a) => (
                 <tr>
-                  <td class="mono">{a.name}</td>
-                  <td>
+                  <td class="mono nowrap">{a.name}</td>
+                  <td class="nowrap">
                     <span class={`effect ${a.effect}`}>{a.effect.replace("_", " ")}</span>
                   </td>
-                  <td class="mono">{a.inverse ?? "—"}</td>
+                  <td class="mono nowrap">{a.inverse ?? "—"}</td>
                   <td>{a.description}</td>
                 </tr>
               ))}
@@ -168,9 +168,9 @@ export function Plugin(props: { name: string }) {
           <h2>Asks for</h2>
           <div class="chips">
             {doc.capabilities.length === 0 && <span class="muted">nothing beyond the WASI basics</span>}
-            {doc.capabilities.map((c) => (
-              <span class="chip" title={c.interface}>
-                {c.capability}
+            {[...new Set(doc.capabilities.map((c) => c.capability))].map((cap) => (
+              <span class="chip" title={doc.capabilities.filter((c) => c.capability === cap).map((c) => c.interface).join("\n")}>
+                {cap}
               </span>
             ))}
           </div>

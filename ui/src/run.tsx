@@ -100,6 +100,18 @@ export function Run(props: { id: string; me: Me }) {
     };
   }, [props.id, gen]);
 
+  // A stopped (held) run goes on when someone retries or skips, maybe elsewhere: look
+  // now and then, and follow its stream again once it runs.
+  const status = detail?.run.status;
+  useEffect(() => {
+    if (live || !status || TERMINAL.includes(status)) return;
+    const t = setInterval(async () => {
+      const d = await load();
+      if (d && d.run.status !== "held") setGen((g) => g + 1);
+    }, 3000);
+    return () => clearInterval(t);
+  }, [live, status]);
+
   if (!detail) return error ? <ErrorBox error={error} /> : <div class="loading">loading run…</div>;
 
   const { run } = detail;
@@ -146,7 +158,7 @@ export function Run(props: { id: string; me: Me }) {
             <span>{ended ? "took" : "running for"} {duration(end - run.created_at)}</span>
             {run.submitted_by && <span>by {run.submitted_by}</span>}
             <span class={`live ${live ? "on" : ""}`} data-testid="live">
-              {live ? "● live" : "○ not streaming"}
+              {live ? "● live" : ended ? "ended" : run.status === "held" ? "○ stopped until an operator acts" : "○ reconnecting…"}
             </span>
           </div>
         </div>

@@ -202,9 +202,13 @@ fn the_web_ui_follows_a_run_live_through_its_approval_and_shows_a_failure() {
     let medic = Medic::new();
     let operator = medic.create_token("alice", "operator");
     let approver = medic.create_token("bob", "approver");
-    let server = Server::admin(&medic);
+    let admin = medic.create_token("root", "admin");
+    let server = Server::start(&medic, Some(&admin), &[]);
     register(&server, "ui-restart.yaml");
     register(&server, "ui-failing.yaml");
+    let schedule = json!({"name": "nightly-restart-drill", "plan": "ui-safe-restart", "cron": "0 3 * * *"});
+    let reply = server.call("POST", "/v1/schedules", Some(&schedule));
+    assert_eq!(reply.status, 201, "creating a schedule: {}", reply.body);
     let shots = screenshot_dir(&medic);
 
     let started = Instant::now();
@@ -214,6 +218,8 @@ fn the_web_ui_follows_a_run_live_through_its_approval_and_shows_a_failure() {
         .env("MEDIC_URL", server.url())
         .env("MEDIC_OPERATOR_TOKEN", &operator)
         .env("MEDIC_APPROVER_TOKEN", &approver)
+        .env("MEDIC_ADMIN_TOKEN", &admin)
+        .env("MEDIC_SCHEDULE", "nightly-restart-drill")
         .env("MEDIC_CHROMIUM", &browser)
         .env("MEDIC_SCREENSHOTS", &shots)
         .output()

@@ -120,7 +120,14 @@ mod tests {
         for p in ["/", "/ui", "/ui/", "/ui/runs/abc", "/ui/assets/x.js"] {
             assert!(serves(p), "{p}");
         }
-        for p in ["/v1/runs", "/healthz", "/metrics", "/openapi.json", "/uix", "/v1/ui/"] {
+        for p in [
+            "/v1/runs",
+            "/healthz",
+            "/metrics",
+            "/openapi.json",
+            "/uix",
+            "/v1/ui/",
+        ] {
             assert!(!serves(p), "{p}");
         }
     }

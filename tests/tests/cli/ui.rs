@@ -64,7 +64,10 @@ fn the_web_ui_is_served_under_ui_without_shadowing_the_api() {
 
     // The app's own paths get the app (it routes in the browser); a missing asset does not.
     let deep = anonymous.call("GET", "/ui/runs/some-run", None);
-    assert_eq!((deep.status, deep.body.as_str()), (200, Some(html.as_str())));
+    assert_eq!(
+        (deep.status, deep.body.as_str()),
+        (200, Some(html.as_str()))
+    );
     let missing = anonymous.call("GET", "/ui/assets/no-such-file.js", None);
     assert_eq!(missing.status, 404, "{:?}", missing);
     assert_eq!(missing.content_type, "application/problem+json");
@@ -114,7 +117,10 @@ fn whoami_names_the_caller_and_a_run_carries_its_plan_graph() {
     };
     assert_eq!(
         who(Some(&viewer)),
-        (200, json!({"name": "val", "role": "viewer", "roles": ["viewer"]}))
+        (
+            200,
+            json!({"name": "val", "role": "viewer", "roles": ["viewer"]})
+        )
     );
     assert_eq!(
         who(Some(&approver)),
@@ -153,12 +159,20 @@ fn whoami_names_the_caller_and_a_run_carries_its_plan_graph() {
         ("diagnose", vec![]),
         ("snapshot-metadata", vec!["diagnose"]),
         ("drain-traffic", vec!["diagnose"]),
-        ("approve-restart", vec!["snapshot-metadata", "drain-traffic"]),
+        (
+            "approve-restart",
+            vec!["snapshot-metadata", "drain-traffic"],
+        ),
         ("restart", vec!["approve-restart"]),
         ("verify", vec!["restart"]),
     ]
     .into_iter()
-    .map(|(id, needs)| (id.to_owned(), needs.into_iter().map(str::to_owned).collect()))
+    .map(|(id, needs)| {
+        (
+            id.to_owned(),
+            needs.into_iter().map(str::to_owned).collect(),
+        )
+    })
     .collect();
     assert_eq!(graph, want, "{view}");
     assert_eq!(view["plan"]["metadata"]["name"], "ui-safe-restart");
@@ -206,7 +220,8 @@ fn the_web_ui_follows_a_run_live_through_its_approval_and_shows_a_failure() {
     let server = Server::start(&medic, Some(&admin), &[]);
     register(&server, "ui-restart.yaml");
     register(&server, "ui-failing.yaml");
-    let schedule = json!({"name": "nightly-restart-drill", "plan": "ui-safe-restart", "cron": "0 3 * * *"});
+    let schedule =
+        json!({"name": "nightly-restart-drill", "plan": "ui-safe-restart", "cron": "0 3 * * *"});
     let reply = server.call("POST", "/v1/schedules", Some(&schedule));
     assert_eq!(reply.status, 201, "creating a schedule: {}", reply.body);
     let shots = screenshot_dir(&medic);
@@ -235,7 +250,11 @@ fn the_web_ui_follows_a_run_live_through_its_approval_and_shows_a_failure() {
     println!("ui/e2e/run.mjs passed in {took:?}\n{report}");
     assert!(took < Duration::from_secs(120), "{took:?}\n{report}");
 
-    for name in ["run-running.png", "run-waiting-approval.png", "run-failed.png"] {
+    for name in [
+        "run-running.png",
+        "run-waiting-approval.png",
+        "run-failed.png",
+    ] {
         let png = std::fs::read(shots.join(name))
             .unwrap_or_else(|e| panic!("screenshot {name}: {e}\n{report}"));
         assert!(png.starts_with(b"\x89PNG"), "{name} is not a PNG");

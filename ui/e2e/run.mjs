@@ -117,6 +117,14 @@ async function startFromPlanPage(page, plan, params) {
   return page.url().split("/").pop();
 }
 
+/** The plan page of `plan`, for its screenshot. */
+async function startFromPlanPageShot(page, plan) {
+  await page.click("header nav >> text=Plans");
+  await page.click(`[data-testid=plans] >> text=${plan}`);
+  await page.locator("[data-testid=start-form]").waitFor();
+  await shot(page, "plan.png");
+}
+
 let failed = false;
 try {
   // --- A wrong token is refused on the login page. ---
@@ -196,6 +204,10 @@ try {
   await op.locator(`[data-testid=runs] tr[data-run="${bad}"]`).waitFor();
   check((await op.locator(`[data-testid=runs] tr[data-run="${run}"]`).count()) === 0, "the failed filter should leave out the succeeded run");
   say("the runs list filters by state");
+  await op.click("header nav >> text=Runs");
+  await op.locator(`[data-testid=runs] tr[data-run="${run}"]`).waitFor();
+  await shot(op, "runs.png");
+  await startFromPlanPageShot(op, "ui-safe-restart");
 
   // --- Schedules, plugins and the audit log, as an admin in the other tab. ---
   await ap.bringToFront();

@@ -7,6 +7,7 @@
 //   MEDIC_APPROVER_TOKEN   a token with role approver: approves (not the submitter)
 //   MEDIC_ADMIN_TOKEN      a token with role admin: reads the audit log
 //   MEDIC_SCHEDULE         the name of a schedule of ui-safe-restart the server has
+//   MEDIC_HELD_RUN         a run held at its step bump-a, whose effect did not happen
 //   MEDIC_CHROMIUM         the browser (default /usr/bin/chromium)
 //   MEDIC_SCREENSHOTS      if set, the dir the run page's screenshots are written to
 //
@@ -33,6 +34,7 @@ const OPERATOR = env("MEDIC_OPERATOR_TOKEN");
 const APPROVER = env("MEDIC_APPROVER_TOKEN");
 const ADMIN = env("MEDIC_ADMIN_TOKEN");
 const SCHEDULE = env("MEDIC_SCHEDULE");
+const HELD = env("MEDIC_HELD_RUN");
 const CHROMIUM = env("MEDIC_CHROMIUM", "/usr/bin/chromium");
 const SHOTS = process.env.MEDIC_SCREENSHOTS;
 const TIMEOUT = 30_000;
@@ -198,6 +200,26 @@ try {
   check(stepError.includes(error), `the failed step's card should show its error, got: ${stepError}`);
   await shot(op, "run-failed.png");
   say(`the failed run shows: ${stepError.trim()}`);
+
+  // --- A held step: Retry, and the page follows the run again to its end. ---
+  await op.goto(`${BASE}/ui/runs/${HELD}`);
+  await waitRun(op, "held");
+  const heldBox = op.locator("[data-testid=held-bump-a]");
+  await heldBox.waitFor();
+  check((await op.textContent("[data-testid=live]")).includes("stopped"), "a held run's page should say it waits for an operator");
+  await heldBox.locator("button", { hasText: "Retry" }).click();
+  await waitNode(op, "bump-a", "succeeded");
+  await waitRun(op, "succeeded");
+  say("Retry on the held step ran the run through, followed live");
+
+  // --- Cancel, confirmed in a dialog. ---
+  const doomed = await startFromPlanPage(op, "ui-safe-restart", { settle_ms: 0 });
+  await waitNode(op, "approve-restart", "approval");
+  op.once("dialog", (d) => d.accept());
+  await op.click("button:has-text('Cancel run')");
+  await waitRun(op, "cancelled");
+  check((await nodeStatus(op, "restart")) === "not_run", `after a cancel, restart should not run (shows ${await nodeStatus(op, "restart")})`);
+  say(`Cancel ended run ${doomed}`);
 
   // --- The runs list filters by state. ---
   await op.goto(`${BASE}/ui/runs?status=failed`);

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use medic_tests::{Medic, Server, plan, repo_root};
+use medic_tests::{CounterTarget, Medic, Server, plan, repo_root};
+
+use crate::api::counters_body;
 use serde_json::{Value, json};
 
 /// The UI's built assets, which `make build` writes and the binary embeds.
@@ -204,6 +206,12 @@ fn screenshot_dir(medic: &Medic) -> PathBuf {
     }
 }
 
+/// ui/e2e/run.mjs in headless Chromium against a real `medic serve`: alice (operator)
+/// starts a run from its plan page and watches its graph live while bob (approver)
+/// approves it in another tab; a failed run shows its error without a click; Retry
+/// on a held step (held by a SIGKILL of the server mid-attempt) and Cancel steer
+/// runs; schedules, plugins and the audit log show what the server has. Then the
+/// server's own records are checked against what the browser did.
 #[test]
 fn the_web_ui_follows_a_run_live_through_its_approval_and_shows_a_failure() {
     assert_ui_built();
@@ -217,7 +225,25 @@ fn the_web_ui_follows_a_run_live_through_its_approval_and_shows_a_failure() {
     let operator = medic.create_token("alice", "operator");
     let approver = medic.create_token("bob", "approver");
     let admin = medic.create_token("root", "admin");
+
+    // A held run for the Retry button: the server is SIGKILLed while bump-a's mutating
+    // attempt is in flight (before its effect), so the server started next holds it.
+    let target = CounterTarget::start();
+    let first = Server::start(&medic, Some(&admin), &[]);
+    let reply = first.call(
+        "POST",
+        "/v1/runs",
+        Some(&counters_body(&target, &[("a_before_ms", json!(3000))])),
+    );
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let held = reply.body["id"].as_str().expect("run id").to_owned();
+    first.wait_step(&held, "bump-a", "running");
+    let Server { running, .. } = first;
+    running.kill();
     let server = Server::start(&medic, Some(&admin), &[]);
+    server.wait_status(&held, "held");
+    assert!(target.applied().is_empty(), "{}", target.describe());
+
     register(&server, "ui-restart.yaml");
     register(&server, "ui-failing.yaml");
     let schedule =
@@ -235,6 +261,7 @@ fn the_web_ui_follows_a_run_live_through_its_approval_and_shows_a_failure() {
         .env("MEDIC_APPROVER_TOKEN", &approver)
         .env("MEDIC_ADMIN_TOKEN", &admin)
         .env("MEDIC_SCHEDULE", "nightly-restart-drill")
+        .env("MEDIC_HELD_RUN", &held)
         .env("MEDIC_CHROMIUM", &browser)
         .env("MEDIC_SCREENSHOTS", &shots)
         .output()
@@ -264,7 +291,7 @@ fn the_web_ui_follows_a_run_live_through_its_approval_and_shows_a_failure() {
     let runs = server.runs();
     let approved = runs
         .iter()
-        .find(|r| r["plan_name"] == "ui-safe-restart")
+        .find(|r| r["plan_name"] == "ui-safe-restart" && r["status"] == "succeeded")
         .expect("the e2e run of ui-safe-restart");
     assert_eq!(approved["status"], "succeeded", "{approved}");
     assert_eq!(approved["submitted_by"], "alice");
@@ -283,4 +310,22 @@ fn the_web_ui_follows_a_run_live_through_its_approval_and_shows_a_failure() {
         .find(|r| r["plan_name"] == "ui-replica-failover")
         .expect("the e2e run of ui-replica-failover");
     assert_eq!(failed["status"], "failed", "{failed}");
+    // The held run's Retry, clicked by alice, ran bump-a once and the run through.
+    let view = server.wait_status(&held, "succeeded");
+    let retried: Vec<&Value> = view["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "step_resolved")
+        .collect();
+    assert_eq!(retried.len(), 1, "{view}");
+    assert_eq!(retried[0]["data"]["by"], "alice", "{view}");
+    assert_eq!(target.value("a"), 10, "{}", target.describe());
+    target.assert_each_key_applied_once();
+    let cancelled = runs
+        .iter()
+        .filter(|r| r["plan_name"] == "ui-safe-restart")
+        .find(|r| r["status"] != "succeeded")
+        .expect("the e2e run of ui-safe-restart it cancelled");
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
 }

@@ -219,7 +219,7 @@ export function Run(props: { id: string; me: Me }) {
           plan={p}
           state={states.get(p.id)}
           attempts={detail.attempts.filter((a) => a.step === p.id)}
-          progress={lastProgress(detail.events, p.id)}
+          events={detail.events.filter((e) => e.step === p.id)}
           selected={selected === p.id}
         />
       ))}
@@ -278,11 +278,11 @@ function ApprovalBanner(props: { run: Detail; step: StepState; me: Me; onDecide:
   );
 }
 
-function StepCard(props: { plan: PlanStep; state?: StepState; attempts: Attempt[]; progress?: RunEvent; selected: boolean }) {
+function StepCard(props: { plan: PlanStep; state?: StepState; attempts: Attempt[]; events: RunEvent[]; selected: boolean }) {
   const st = props.state;
   const status = st?.status ?? "pending";
   const kind = props.plan.uses ?? (props.plan.approval ? "approval" : "step");
-  const p = props.progress?.data;
+  const p = lastProgress(props.events, props.plan.id)?.data;
   return (
     <div id={`step-${props.plan.id}`} class={`step-card st-${status}${props.selected ? " selected" : ""}`} data-step={props.plan.id} data-status={status}>
       <div class="step-head">
@@ -339,6 +339,22 @@ function StepCard(props: { plan: PlanStep; state?: StepState; attempts: Attempt[
             ))}
           </tbody>
         </table>
+      )}
+      {props.events.length > 0 && (
+        <details class="step-log">
+          <summary>log ({props.events.length} events)</summary>
+          <table class="list events">
+            <tbody>
+              {props.events.map((e) => (
+                <tr class={`ev-${e.kind}`}>
+                  <td class="mono">{time(e.at)}</td>
+                  <td>{e.kind.replace(/_/g, " ")}</td>
+                  <td class="ev-data">{summary(e)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </details>
       )}
     </div>
   );

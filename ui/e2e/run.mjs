@@ -206,7 +206,8 @@ try {
   await waitRun(op, "held");
   const heldBox = op.locator("[data-testid=held-bump-a]");
   await heldBox.waitFor();
-  check((await op.textContent("[data-testid=live]")).includes("stopped"), "a held run's page should say it waits for an operator");
+  // Its stream ends at once (the run is held): the page says it waits for an operator.
+  await op.locator("[data-testid=live]", { hasText: "stopped until an operator acts" }).waitFor();
   await heldBox.locator("button", { hasText: "Retry" }).click();
   await waitNode(op, "bump-a", "succeeded");
   await waitRun(op, "succeeded");

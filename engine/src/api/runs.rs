@@ -309,18 +309,7 @@ pub(super) async fn show(
     State(s): Shared,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let mut detail = s.exec.store().detail(&id).await?;
-    let stored = s.exec.store().load_run(&id).await?;
-    let plan: Value = serde_json::from_str(&stored.plan_source).map_err(|e| {
-        ApiError::from(crate::store::Error::Corrupt {
-            what: "run's plan",
-            detail: format!("run {id}: its stored plan is not JSON: {e}"),
-        })
-    })?;
-    if let Some(obj) = detail.as_object_mut() {
-        obj.insert("plan".into(), plan);
-    }
-    Ok(Json(detail))
+    Ok(Json(s.exec.store().detail(&id).await?))
 }
 
 /// Why: kept with the command in the run's log.

@@ -7,7 +7,8 @@
 //   MEDIC_APPROVER_TOKEN   a token with role approver: approves (not the submitter)
 //   MEDIC_ADMIN_TOKEN      a token with role admin: reads the audit log
 //   MEDIC_SCHEDULE         the name of a schedule of ui-safe-restart the server has
-//   MEDIC_HELD_RUN         a run held at its step bump-a, whose effect did not happen
+//   MEDIC_RETRY_RUN        a run held at its step bump-a, whose effect did not happen
+//   MEDIC_SKIP_RUN         another such run
 //   MEDIC_CHROMIUM         the browser (default /usr/bin/chromium)
 //   MEDIC_SCREENSHOTS      if set, the dir the run page's screenshots are written to
 //
@@ -34,7 +35,8 @@ const OPERATOR = env("MEDIC_OPERATOR_TOKEN");
 const APPROVER = env("MEDIC_APPROVER_TOKEN");
 const ADMIN = env("MEDIC_ADMIN_TOKEN");
 const SCHEDULE = env("MEDIC_SCHEDULE");
-const HELD = env("MEDIC_HELD_RUN");
+const RETRY = env("MEDIC_RETRY_RUN");
+const SKIP = env("MEDIC_SKIP_RUN");
 const CHROMIUM = env("MEDIC_CHROMIUM", "/usr/bin/chromium");
 const SHOTS = process.env.MEDIC_SCREENSHOTS;
 const TIMEOUT = 30_000;
@@ -201,17 +203,33 @@ try {
   await shot(op, "run-failed.png");
   say(`the failed run shows: ${stepError.trim()}`);
 
-  // --- A held step: Retry, and the page follows the run again to its end. ---
-  await op.goto(`${BASE}/ui/runs/${HELD}`);
-  await waitRun(op, "held");
-  const heldBox = op.locator("[data-testid=held-bump-a]");
-  await heldBox.waitFor();
-  // Its stream ends at once (the run is held): the page says it waits for an operator.
-  await op.locator("[data-testid=live]", { hasText: "stopped until an operator acts" }).waitFor();
-  await heldBox.locator("button", { hasText: "Retry" }).click();
-  await waitNode(op, "bump-a", "succeeded");
-  await waitRun(op, "succeeded");
-  say("Retry on the held step ran the run through, followed live");
+  // --- Held steps: Retry and Skip, and the page follows each run again to its end. ---
+  for (const [run, verb, after] of [
+    [RETRY, "Retry", "succeeded"],
+    [SKIP, "Skip", "skipped"],
+  ]) {
+    await op.goto(`${BASE}/ui/runs/${run}`);
+    await waitRun(op, "held");
+    const heldBox = op.locator("[data-testid=held-bump-a]");
+    await heldBox.waitFor();
+    // Its stream ends at once (the run is held): the page says it waits for an operator.
+    await op.locator("[data-testid=live]", { hasText: "stopped until an operator acts" }).waitFor();
+    await heldBox.locator("button", { hasText: verb }).click();
+    await waitNode(op, "bump-a", after);
+    await waitRun(op, "succeeded");
+    say(`${verb} on the held step ran the run through, followed live`);
+  }
+
+  // --- Reject, by the approver: the run fails at its approval step. ---
+  const rejected = await startFromPlanPage(op, "ui-safe-restart", { settle_ms: 0 });
+  await waitNode(op, "approve-restart", "approval");
+  await ap.bringToFront();
+  await ap.goto(`${BASE}/ui/runs/${rejected}`);
+  await ap.locator("[data-testid=approval-approve-restart] button", { hasText: "Reject" }).click();
+  await op.bringToFront();
+  await waitRun(op, "failed");
+  await waitNode(op, "approve-restart", "failed");
+  say(`the approver's Reject failed run ${rejected}`);
 
   // --- Cancel, confirmed in a dialog. ---
   const doomed = await startFromPlanPage(op, "ui-safe-restart", { settle_ms: 0 });

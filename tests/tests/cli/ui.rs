@@ -209,9 +209,10 @@ fn screenshot_dir(medic: &Medic) -> PathBuf {
 /// ui/e2e/run.mjs in headless Chromium against a real `medic serve`: alice (operator)
 /// starts a run from its plan page and watches its graph live while bob (approver)
 /// approves it in another tab; a failed run shows its error without a click; Retry
-/// on a held step (held by a SIGKILL of the server mid-attempt) and Cancel steer
-/// runs; schedules, plugins and the audit log show what the server has. Then the
-/// server's own records are checked against what the browser did.
+/// and Skip of held steps (held by a SIGKILL of the server mid-attempt), Reject and
+/// Cancel steer runs; schedules, plugins and the audit log show what the server has.
+/// Then the server's own records and the counter targets are checked against what
+/// the browser did.
 #[test]
 fn the_web_ui_follows_a_run_live_through_its_approval_and_shows_a_failure() {
     assert_ui_built();
@@ -226,23 +227,30 @@ fn the_web_ui_follows_a_run_live_through_its_approval_and_shows_a_failure() {
     let approver = medic.create_token("bob", "approver");
     let admin = medic.create_token("root", "admin");
 
-    // A held run for the Retry button: the server is SIGKILLed while bump-a's mutating
-    // attempt is in flight (before its effect), so the server started next holds it.
-    let target = CounterTarget::start();
+    // Held runs for the Retry and Skip buttons: the server is SIGKILLed while bump-a's
+    // mutating attempts are in flight (before their effect), so the server started
+    // next holds both runs. Each run has its own counter target.
+    let targets = [CounterTarget::start(), CounterTarget::start()];
     let first = Server::start(&medic, Some(&admin), &[]);
-    let reply = first.call(
-        "POST",
-        "/v1/runs",
-        Some(&counters_body(&target, &[("a_before_ms", json!(3000))])),
-    );
-    assert_eq!(reply.status, 201, "{}", reply.body);
-    let held = reply.body["id"].as_str().expect("run id").to_owned();
-    first.wait_step(&held, "bump-a", "running");
+    let held: Vec<String> = targets
+        .iter()
+        .map(|target| {
+            let body = counters_body(target, &[("a_before_ms", json!(2500))]);
+            let reply = first.call("POST", "/v1/runs", Some(&body));
+            assert_eq!(reply.status, 201, "{}", reply.body);
+            reply.body["id"].as_str().expect("run id").to_owned()
+        })
+        .collect();
+    for run in &held {
+        first.wait_step(run, "bump-a", "running");
+    }
     let Server { running, .. } = first;
     running.kill();
     let server = Server::start(&medic, Some(&admin), &[]);
-    server.wait_status(&held, "held");
-    assert!(target.applied().is_empty(), "{}", target.describe());
+    for (run, target) in held.iter().zip(&targets) {
+        server.wait_status(run, "held");
+        assert!(target.applied().is_empty(), "{}", target.describe());
+    }
 
     register(&server, "ui-restart.yaml");
     register(&server, "ui-failing.yaml");
@@ -261,7 +269,8 @@ fn the_web_ui_follows_a_run_live_through_its_approval_and_shows_a_failure() {
         .env("MEDIC_APPROVER_TOKEN", &approver)
         .env("MEDIC_ADMIN_TOKEN", &admin)
         .env("MEDIC_SCHEDULE", "nightly-restart-drill")
-        .env("MEDIC_HELD_RUN", &held)
+        .env("MEDIC_RETRY_RUN", &held[0])
+        .env("MEDIC_SKIP_RUN", &held[1])
         .env("MEDIC_CHROMIUM", &browser)
         .env("MEDIC_SCREENSHOTS", &shots)
         .output()
@@ -310,22 +319,35 @@ fn the_web_ui_follows_a_run_live_through_its_approval_and_shows_a_failure() {
         .find(|r| r["plan_name"] == "ui-replica-failover")
         .expect("the e2e run of ui-replica-failover");
     assert_eq!(failed["status"], "failed", "{failed}");
-    // The held run's Retry, clicked by alice, ran bump-a once and the run through.
-    let view = server.wait_status(&held, "succeeded");
-    let retried: Vec<&Value> = view["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == "step_resolved")
-        .collect();
-    assert_eq!(retried.len(), 1, "{view}");
-    assert_eq!(retried[0]["data"]["by"], "alice", "{view}");
-    assert_eq!(target.value("a"), 10, "{}", target.describe());
-    target.assert_each_key_applied_once();
-    let cancelled = runs
+    // Alice's Retry ran bump-a again (applied once), her Skip left it unapplied; both
+    // runs went on to succeed.
+    for (run, target, resolution, a) in [
+        (&held[0], &targets[0], "retry", 10),
+        (&held[1], &targets[1], "skip", 0),
+    ] {
+        let view = server.wait_status(run, "succeeded");
+        let resolved: Vec<&Value> = view["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "step_resolved")
+            .collect();
+        assert_eq!(resolved.len(), 1, "{view}");
+        assert_eq!(resolved[0]["data"]["by"], "alice", "{view}");
+        assert!(
+            resolved[0]["data"]["resolution"]
+                .as_str()
+                .is_some_and(|r| r.contains(resolution)),
+            "{view}"
+        );
+        assert_eq!(target.value("a"), a, "{}", target.describe());
+        target.assert_each_key_applied_once();
+    }
+    let mut ended: Vec<&str> = runs
         .iter()
         .filter(|r| r["plan_name"] == "ui-safe-restart")
-        .find(|r| r["status"] != "succeeded")
-        .expect("the e2e run of ui-safe-restart it cancelled");
-    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    ended.sort();
+    assert_eq!(ended, ["cancelled", "failed", "succeeded"], "{runs:?}");
 }

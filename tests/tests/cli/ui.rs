@@ -97,6 +97,15 @@ fn the_web_ui_is_served_under_ui_without_shadowing_the_api() {
         (404, Some("No such route"))
     );
     assert_eq!(anonymous.call("POST", "/ui/", None).status, 404);
+    // Metrics count the UI as one route, not a series per path.
+    let (status, metrics) = server.get_json("/metrics");
+    assert_eq!(status, 200);
+    let metrics = metrics.as_str().expect("metrics text");
+    assert!(
+        metrics.contains(r#"medic_http_requests_total{route="/ui/",status="200"}"#)
+            && !metrics.contains(r#"route="/ui/runs/some-run""#),
+        "{metrics}"
+    );
     let (_, doc) = server.get_json("/openapi.json");
     let paths = doc["paths"].as_object().expect("paths");
     assert!(

@@ -4,7 +4,7 @@ CARGO_TARGET_DIR ?= $(HOME)/.cache/medic/target
 export CARGO_TARGET_DIR
 PLUGIN_DIST := $(CURDIR)/plugins/dist
 
-.PHONY: all build plugins test demo lint bench
+.PHONY: all build plugins ui test demo lint bench
 
 all: build
 
@@ -20,7 +20,21 @@ plugins:
 	  case "$$(basename "$$f")" in hostile*) cp "$$f" $(PLUGIN_DIST)/fixtures/ ;; *) cp "$$f" $(PLUGIN_DIST)/ ;; esac; \
 	done
 
-build: plugins
+# The web UI (ui/, Vite): built into ui/dist, which the medic binary embeds
+# (engine/src/api/ui.rs). Needs Node 20+ and npm at build time only; rebuilt when its
+# sources or lock file change. A plain `cargo build` without it still works: /ui/ then
+# says to run `make build`.
+UI_SRC := $(shell find ui/src -type f 2>/dev/null) ui/index.html ui/vite.config.ts ui/tsconfig.json ui/package.json
+
+ui: ui/dist/index.html
+
+ui/node_modules/.package-lock.json: ui/package-lock.json ui/package.json
+	cd ui && npm ci --no-audit --no-fund
+
+ui/dist/index.html: $(UI_SRC) ui/node_modules/.package-lock.json
+	cd ui && npm run build
+
+build: plugins ui
 	cargo build --release --workspace
 
 test: build

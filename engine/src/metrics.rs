@@ -118,7 +118,7 @@ impl Metrics {
         recorder.describe_counter(
             HTTP_REQUESTS.into(),
             None,
-            "HTTP requests answered, by route template (`unmatched` for unknown paths) and status."
+            "HTTP requests answered, by route template (`/ui/` for the web UI, `unmatched` for unknown paths) and status."
                 .into(),
         );
         recorder.describe_counter(

@@ -45,6 +45,8 @@ mod runs_api;
 mod schedules;
 #[path = "cli/sql.rs"]
 mod sql;
+#[path = "cli/ui.rs"]
+mod ui;
 #[path = "cli/validate.rs"]
 mod validate;
 

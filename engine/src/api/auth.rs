@@ -295,6 +295,34 @@ pub(super) async fn identify(
     resp
 }
 
+/// Who the caller is, as `GET /v1/whoami` answers.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(super) struct WhoAmI {
+    /// The token's name (`anonymous` with `medic serve --no-auth`).
+    name: String,
+    /// The token's role: viewer, operator, approver or admin.
+    role: String,
+    /// Every role this caller has, its own and the ones below it, so a client can
+    /// offer only the commands it may give.
+    roles: Vec<String>,
+}
+
+/// The caller's token name and role: what the web UI shows and which commands it
+/// offers.
+#[utoipa::path(get, path = "/v1/whoami", tag = "service",
+    responses((status = 200, description = "the caller", body = WhoAmI)))]
+pub(super) async fn whoami(caller: Caller) -> axum::Json<WhoAmI> {
+    axum::Json(WhoAmI {
+        name: caller.name,
+        role: caller.role.as_str().to_owned(),
+        roles: Role::ALL
+            .into_iter()
+            .filter(|r| *r <= caller.role)
+            .map(|r| r.as_str().to_owned())
+            .collect(),
+    })
+}
+
 /// A route anyone may call, without a token.
 pub(super) fn open<S>(route: UtoipaMethodRouter<S>) -> UtoipaMethodRouter<S> {
     let (schemas, mut paths, router) = route;

@@ -7,7 +7,8 @@
 //! `/openapi.json` is generated from the same table the router is built from. The
 //! same table says which role each route needs (`auth::open` / `auth::needs`).
 //! `/metrics` serves Prometheus metrics; every answered request is counted there by
-//! its route template.
+//! its route template. The web UI (`ui`) is served under `/ui/` through the router's
+//! fallback, outside the API's table and document.
 
 mod audit;
 mod auth;
@@ -18,6 +19,7 @@ mod runs;
 pub mod scheduler;
 mod schedules;
 pub mod tls;
+mod ui;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -129,6 +131,7 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(open(routes!(ready)))
         .routes(open(routes!(openapi_json)))
         .routes(needs(Viewer, routes!(metrics)))
+        .routes(needs(Viewer, routes!(auth::whoami)))
         .routes(needs(Operator, routes!(plans::validate)))
         .routes(needs(Operator, routes!(plans::register)))
         .routes(needs(Viewer, routes!(plans::list)))
@@ -160,13 +163,13 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     routes().split_for_parts().1
 }
 
-/// The router of `medic serve`: every route of [`routes`] and a
-/// problem+json 404 for any other path. Every request, the 404s included, passes
-/// `auth::identify` first (which also audits mutating calls).
+/// The router of `medic serve`: every route of [`routes`], the web UI under `/ui/`
+/// and a problem+json 404 for any other path. Every request, the 404s included,
+/// passes `auth::identify` first (which also audits mutating calls).
 pub fn router(state: Arc<AppState>) -> Router {
     let (router, _) = routes().split_for_parts();
     router
-        .fallback(no_route)
+        .fallback(ui::fallback)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::identify,
@@ -179,20 +182,17 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// Counts every answered request by its route template (never the raw path, whose
 /// ids would make a series per run).
 async fn count_request(State(s): Shared, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |p| p.as_str())
-        .to_owned();
+    let route = match req.extensions().get::<MatchedPath>() {
+        Some(p) => p.as_str(),
+        None if ui::serves(req.uri().path()) => ui::PREFIX,
+        None => "unmatched",
+    }
+    .to_owned();
     let resp = next.run(req).await;
     s.exec
         .metrics()
         .http_request(&route, resp.status().as_u16());
     resp
-}
-
-async fn no_route(uri: axum::http::Uri) -> ApiError {
-    ApiError::no_route(uri.path())
 }
 
 /// Liveness: the process answers.

@@ -296,7 +296,9 @@ pub(super) async fn resume(
     Ok((StatusCode::ACCEPTED, Json(Resumed { id, status })))
 }
 
-/// A run with its params, step states, attempts (with outputs and timings) and events.
+/// A run with its params, step states, attempts (with outputs and timings), events,
+/// and `plan`: the plan document it runs (canonical JSON), whose steps' `needs` are
+/// the run's graph.
 #[utoipa::path(get, path = "/v1/runs/{id}", tag = "runs",
     params(("id" = String, Path, description = "the run's id")),
     responses(

@@ -397,7 +397,8 @@ impl Store {
     }
 
     /// The view of a run that `medic runs show --json` and `GET /v1/runs/{id}` give:
-    /// summary, params, steps, attempts and events. Read in one transaction, so the
+    /// summary, params, steps, attempts, events and the plan it runs (canonical JSON:
+    /// its steps' `needs` are the graph). Read in one transaction, so the
     /// parts agree with each other, and in one trip to the reader thread.
     pub async fn detail(&self, run: &str) -> Result<Value> {
         let run = run.to_owned();
@@ -410,6 +411,13 @@ impl Store {
             let attempts = read_attempts(&tx, &run)?;
             let events = read_events(&tx, &run, 0)?;
             tx.finish().map_err(sql("ending a read of the run"))?;
+            // The plan it runs, so a reader can draw its graph (an inline plan has no
+            // other way to it).
+            let plan: Value =
+                serde_json::from_str(&stored.plan_source).map_err(|e| Error::Corrupt {
+                    what: "run's plan",
+                    detail: format!("run {run}: the stored plan is not JSON: {e}"),
+                })?;
             let steps: Vec<Value> = steps
                 .into_iter()
                 .map(|(id, s)| {
@@ -432,6 +440,7 @@ impl Store {
                 "steps": steps,
                 "attempts": attempts,
                 "events": events,
+                "plan": plan,
             }))
         })
         .await

@@ -179,7 +179,8 @@ impl Broker {
         frame.extend_from_slice(&body);
         let io_failure = |e: io::Error, address: &str| {
             Failure::retryable(format!(
-                "Kafka broker {address}: {} request failed: {e}",
+                "Kafka broker {address}: {} request failed: {e}; is the broker running and \
+                 listening there?",
                 api_name(R::KEY)
             ))
         };

@@ -229,11 +229,13 @@ impl TypedAction for GroupLag {
             by_topic.insert(t.clone(), partitions_of(&mut cluster, t)?);
         }
         let offsets = committed(&mut cluster, &p.group, None)?;
+        // Kafka calls an unknown group `Dead`; tansu calls it `Empty`. Either way a
+        // group without members or committed offsets is nothing to measure.
+        if offsets.is_empty() && state.members.is_empty() {
+            return Err(unknown_group(&cluster, &p.group));
+        }
         if p.topics.is_none() {
             if offsets.is_empty() {
-                if state.state == "Dead" || (state.members.is_empty() && state.state.is_empty()) {
-                    return Err(unknown_group(&cluster, &p.group));
-                }
                 return Err(Failure::permanent(format!(
                     "consumer group `{}` ({}, {} member(s)) has committed no offsets; name \
                      the topics it reads (`topics:`) to measure its lag",
@@ -248,8 +250,6 @@ impl TypedAction for GroupLag {
                     by_topic.insert(topic.clone(), parts);
                 }
             }
-        } else if offsets.is_empty() && state.state == "Dead" {
-            return Err(unknown_group(&cluster, &p.group));
         }
         let mut partitions = Vec::new();
         for (topic, parts) in &by_topic {

@@ -390,51 +390,21 @@ impl TypedAction for TopicConfigCheck {
         let answer = cluster.bootstrap().call(&request)?;
         let doing = format!("describing the configs of topic `{}`", p.topic);
         let mut configs = Vec::new();
-        let mut min_isr = None;
         for result in &answer.results {
             check(result.error_code, &doing)?;
             for c in &result.configs {
                 let value = c.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
-                if c.name.as_str() == "min.insync.replicas" {
-                    min_isr = Some(value.clone());
-                }
-                configs.push(format!("{}={value}", c.name));
+                configs.push((c.name.to_string(), value));
             }
         }
-        if configs.is_empty() {
-            return Err(Failure::permanent(format!(
-                "{doing}: the broker at {bootstrap} returned no configs (an empty \
-                 DescribeConfigs answer), so `min.insync.replicas` cannot be checked; this \
-                 broker does not describe topic configs: check them with its own tools"
-            )));
-        }
-        let min_isr: usize = match min_isr {
-            Some(v) => v.parse().map_err(|_| {
-                Failure::permanent(format!(
-                    "{doing}: `min.insync.replicas` is `{v}`, not a number"
-                ))
-            })?,
-            None => {
-                return Err(Failure::permanent(format!(
-                    "{doing}: the broker described {} configs but not `min.insync.replicas`",
-                    configs.len()
-                )));
-            }
-        };
-        if min_isr < p.min_insync_replicas {
-            return Err(Failure::permanent(format!(
-                "topic `{}` has min.insync.replicas={min_isr}, below the required {}: with \
-                 acks=all a write is then acknowledged by too few replicas",
-                p.topic, p.min_insync_replicas
-            )));
-        }
-        if min_isr > topic.replication_factor {
-            return Err(Failure::permanent(format!(
-                "topic `{}` has min.insync.replicas={min_isr} above its replication factor \
-                 {}: acks=all writes can never succeed",
-                p.topic, topic.replication_factor
-            )));
-        }
+        let min_isr = judge_min_isr(
+            &p.topic,
+            &bootstrap,
+            topic.replication_factor,
+            &configs,
+            p.min_insync_replicas,
+        )?;
+        let configs = configs.iter().map(|(n, v)| format!("{n}={v}")).collect();
         Ok(ConfigCheckOutput {
             topic: p.topic,
             replication_factor: topic.replication_factor,
@@ -448,5 +418,93 @@ impl TypedAction for TopicConfigCheck {
         _: ConfigCheckParams,
     ) -> Result<Observation<ConfigCheckOutput>, Failure> {
         Ok(Observation::NotDone)
+    }
+}
+
+/// `min.insync.replicas` of `configs` (as DescribeConfigs gave them), checked against
+/// the required minimum and the topic's replication factor.
+fn judge_min_isr(
+    topic: &str,
+    bootstrap: &str,
+    replication_factor: usize,
+    configs: &[(String, String)],
+    required: usize,
+) -> Result<usize, Failure> {
+    let doing = format!("describing the configs of topic `{topic}`");
+    if configs.is_empty() {
+        return Err(Failure::permanent(format!(
+            "{doing}: the broker at {bootstrap} returned no configs (an empty \
+             DescribeConfigs answer), so `min.insync.replicas` cannot be checked; this \
+             broker does not describe topic configs: check them with its own tools"
+        )));
+    }
+    let Some((_, value)) = configs.iter().find(|(n, _)| n == "min.insync.replicas") else {
+        return Err(Failure::permanent(format!(
+            "{doing}: the broker described {} configs but not `min.insync.replicas`",
+            configs.len()
+        )));
+    };
+    let min_isr: usize = value.parse().map_err(|_| {
+        Failure::permanent(format!(
+            "{doing}: `min.insync.replicas` is `{value}`, not a number"
+        ))
+    })?;
+    if min_isr < required {
+        return Err(Failure::permanent(format!(
+            "topic `{topic}` has min.insync.replicas={min_isr}, below the required \
+             {required}: with acks=all a write is then acknowledged by too few replicas"
+        )));
+    }
+    if min_isr > replication_factor {
+        return Err(Failure::permanent(format!(
+            "topic `{topic}` has min.insync.replicas={min_isr} above its replication \
+             factor {replication_factor}: acks=all writes can never succeed"
+        )));
+    }
+    Ok(min_isr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn configs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn min_insync_replicas_is_judged_against_the_minimum_and_the_replication_factor() {
+        let ok = configs(&[("cleanup.policy", "delete"), ("min.insync.replicas", "2")]);
+        assert_eq!(judge_min_isr("t", "b:1", 3, &ok, 2).unwrap(), 2);
+
+        let low = judge_min_isr("t", "b:1", 3, &ok, 3).unwrap_err();
+        assert!(!low.retryable);
+        assert!(
+            low.message
+                .contains("min.insync.replicas=2, below the required 3"),
+            "{low}"
+        );
+
+        let high = judge_min_isr("t", "b:1", 1, &ok, 1).unwrap_err();
+        assert!(
+            high.message.contains("above its replication factor 1"),
+            "{high}"
+        );
+
+        let none = judge_min_isr("t", "b:1", 3, &[], 1).unwrap_err();
+        assert!(none.message.contains("returned no configs"), "{none}");
+
+        let missing = judge_min_isr("t", "b:1", 3, &configs(&[("a", "b")]), 1).unwrap_err();
+        assert!(
+            missing.message.contains("but not `min.insync.replicas`"),
+            "{missing}"
+        );
+
+        let junk = configs(&[("min.insync.replicas", "two")]);
+        let junk = judge_min_isr("t", "b:1", 3, &junk, 1).unwrap_err();
+        assert!(junk.message.contains("not a number"), "{junk}");
     }
 }

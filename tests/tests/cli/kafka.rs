@@ -12,7 +12,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use medic_tests::{Finished, Kafka, Medic, RunView, repo_root};
+use medic_tests::{Finished, Kafka, Medic, RunView, Server, repo_root};
 use serde_json::{Value, json};
 
 use crate::exit;
@@ -663,5 +663,23 @@ fn the_consumer_lag_audit_passes_under_the_threshold_and_names_what_lags_above_i
         kafka.committed("loader", "orders"),
         [(0, Some(7)), (1, Some(7))].into(),
         "the audit changed nothing"
+    );
+
+    // Registered with `medic serve`, the plan creates the schedule it declares.
+    let server = Server::admin(&medic);
+    let text = std::fs::read_to_string(&plan).expect("the maintenance plan");
+    let (status, _, body) = server.post("/v1/plans", &[], &json!({ "plan": text }));
+    assert_eq!(status, 201, "{body}");
+    let (status, schedule) = server.get_json("/v1/schedules/kafka-consumer-lag-audit");
+    assert_eq!(status, 200, "{schedule}");
+    assert_eq!(
+        schedule["declared_by"],
+        json!("kafka-consumer-lag-audit"),
+        "{schedule}"
+    );
+    assert_eq!(
+        schedule["spec"]["cron"],
+        json!("*/15 * * * *"),
+        "{schedule}"
     );
 }

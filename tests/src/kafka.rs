@@ -199,3 +199,85 @@ fn run_script(args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// A TCP relay in front of a broker that forwards every request but, on the first
+/// request of API `api_key` (e.g. 8, OffsetCommit), withholds the broker's answer
+/// from then on: the effect lands, the client never hears so. What a crash between
+/// a Kafka write and its acknowledgement looks like to medic.
+pub struct KafkaStall {
+    /// `127.0.0.1:PORT` of the relay.
+    pub address: String,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<i16>>>,
+}
+
+impl KafkaStall {
+    pub fn start(broker: &str, api_key: i16) -> KafkaStall {
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the relay");
+        let address = listener.local_addr().unwrap().to_string();
+        let seen: Arc<Mutex<Vec<i16>>> = Arc::default();
+        let used = Arc::new(AtomicBool::new(false));
+        let (broker, log) = (broker.to_string(), seen.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(upstream) = TcpStream::connect(&broker) else {
+                    continue;
+                };
+                let stalled = Arc::new(AtomicBool::new(false));
+                let (mut from_client, mut to_broker) =
+                    (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+                let (log, used, stall) = (log.clone(), used.clone(), stalled.clone());
+                std::thread::spawn(move || {
+                    while let Some(frame) = read_frame(&mut from_client) {
+                        let key = i16::from_be_bytes([frame[4], frame[5]]);
+                        log.lock().unwrap().push(key);
+                        if key == api_key && !used.swap(true, Ordering::SeqCst) {
+                            stall.store(true, Ordering::SeqCst);
+                        }
+                        if std::io::Write::write_all(&mut to_broker, &frame).is_err() {
+                            return;
+                        }
+                    }
+                });
+                let (mut from_broker, mut to_client) = (upstream, client);
+                std::thread::spawn(move || {
+                    while let Some(frame) = read_frame(&mut from_broker) {
+                        if stalled.load(Ordering::SeqCst) {
+                            continue;
+                        }
+                        if std::io::Write::write_all(&mut to_client, &frame).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        KafkaStall { address, seen }
+    }
+
+    /// How many requests of API `api_key` clients sent through the relay.
+    pub fn requests(&self, api_key: i16) -> usize {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|k| **k == api_key)
+            .count()
+    }
+}
+
+/// One size-prefixed Kafka frame, prefix included.
+fn read_frame(stream: &mut std::net::TcpStream) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut size = [0u8; 4];
+    stream.read_exact(&mut size).ok()?;
+    let len = i32::from_be_bytes(size).max(0) as usize;
+    let mut frame = size.to_vec();
+    frame.resize(4 + len, 0);
+    stream.read_exact(&mut frame[4..]).ok()?;
+    Some(frame)
+}

@@ -25,7 +25,7 @@ mod wait;
 pub use consul_fixture::{ConsulFixture, FIXTURE_NODE, Recorded, call as consul_call};
 pub use counter::{Applied, CounterTarget};
 pub use etcd::{Etcd, etcd_snapshot_status};
-pub use kafka::{Kafka, Member as KafkaMember};
+pub use kafka::{Kafka, KafkaStall, Member as KafkaMember};
 pub use mariadb::{
     ADMIN_PASSWORD, ADMIN_USER, APP_PASSWORD, APP_USER, LIMITED_PASSWORD, LIMITED_USER, MariaDb,
     MariaDbPair, REPL_PASSWORD, REPL_USER, TEST_PASSWORD, TEST_USER,

@@ -12,7 +12,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use medic_tests::{Finished, Kafka, Medic, RunView, Server, repo_root};
+use medic_tests::{Finished, Kafka, KafkaStall, Medic, RunView, Server, repo_root};
 use serde_json::{Value, json};
 
 use crate::exit;
@@ -681,5 +681,73 @@ fn the_consumer_lag_audit_passes_under_the_threshold_and_names_what_lags_above_i
         schedule["spec"]["cron"],
         json!("*/15 * * * *"),
         "{schedule}"
+    );
+}
+
+/// Killed after the broker stored the reset but before medic heard so (a relay
+/// withholds the OffsetCommit answer), `medic resume` asks the plugin to `observe`:
+/// the committed offsets already are the targets, so the step succeeds without a
+/// second commit.
+#[test]
+fn killed_after_the_reset_landed_resume_observes_it_done() {
+    let kafka = Kafka::private();
+    orders(&kafka);
+    let relay = KafkaStall::start(&kafka.bootstrap, 8);
+    let medic = Medic::new();
+    let a = relay.address.as_str();
+    let plan = json!({
+        "apiVersion": "medic/v1",
+        "kind": "RecoveryPlan",
+        "metadata": {"name": "kafka-crash"},
+        "plugins": {"kafka": {"use": "kafka@0.1", "grants": {"connect": [a]}}},
+        "steps": [{
+            "id": "reset",
+            "uses": "kafka/reset-offsets",
+            // Every broker (node 111) through the relay.
+            "with": {"bootstrap": a, "brokers": {"111": a}, "group": "loader",
+                     "topic": "orders", "to": "earliest"},
+        }],
+    });
+    let path = medic.write("plan.json", &plan.to_string());
+    let mut running = medic.spawn(["run".as_ref(), path.as_os_str()]);
+    let run = running.run_id();
+    medic_tests::poll_until(
+        Duration::from_secs(30),
+        "the broker to store the reset",
+        || {
+            (kafka.committed("loader", "orders") == [(0, Some(0)), (1, Some(0))].into())
+                .then_some(())
+        },
+        || running.describe(),
+    );
+    let killed = running.kill();
+    assert_eq!(killed.code, 128 + 9, "medic died of SIGKILL\n{killed}");
+    assert_eq!(medic.show(&run).step("reset").status, "running");
+
+    let out = medic.run(["resume", &run]);
+    let view = medic.show(&run);
+    out.expect_code(exit::SUCCEEDED, || view.pretty());
+    assert_eq!(relay.requests(8), 1, "no second OffsetCommit");
+    assert_eq!(
+        view.attempts_of("reset", false).len(),
+        1,
+        "{}",
+        view.pretty()
+    );
+    assert!(
+        view.event_kinds().iter().any(|k| k.contains("observ")),
+        "{:?}",
+        view.event_kinds()
+    );
+    assert_eq!(
+        view.step("reset").output["partitions"],
+        json!([
+            {"partition": 0, "previous": null, "offset": 0},
+            {"partition": 1, "previous": null, "offset": 0},
+        ])
+    );
+    assert_eq!(
+        kafka.committed("loader", "orders"),
+        [(0, Some(0)), (1, Some(0))].into()
     );
 }

@@ -10,6 +10,7 @@
 #   kafka.sh [DIR]        start (or reuse) the broker in DIR
 #                         (default ${MEDIC_CACHE:-$HOME/.cache/medic}/kafka)
 #   kafka.sh --stop [DIR] stop the broker this script started in DIR
+#   kafka.sh --authentication DIR  start one that requires SASL of every client
 #   kafka.sh --python     install if needed; print the venv's python (whose
 #                         kafka-python the tests use to produce, consume and read
 #                         committed offsets: tests/scripts/kafka_client.py)
@@ -74,8 +75,14 @@ if [ "${1:-}" = "--python" ]; then
 fi
 
 stop=false
+auth=()
 if [ "${1:-}" = "--stop" ]; then
     stop=true
+    shift
+elif [ "${1:-}" = "--authentication" ]; then
+    # tansu then requires SASL of every client. (It also refuses `tansu user create`
+    # unauthenticated, so with memory storage no user can exist: no client gets in.)
+    auth=(--authentication)
     shift
 fi
 DIR="${1:-$CACHE/kafka}"
@@ -120,7 +127,7 @@ for attempt in 1 2 3 4 5; do
     # Its own session, so a test process's end does not take it along; not holding
     # the lock (fd 9) or any pipe of the caller.
     setsid "$TANSU" broker --listener-url "$url" --advertised-listener-url "$url" \
-        --storage-engine memory://tansu/ \
+        --storage-engine memory://tansu/ "${auth[@]}" \
         </dev/null >>"$LOG" 2>&1 9>&- &
     echo $! >"$PIDFILE"
     for _ in $(seq 1 100); do

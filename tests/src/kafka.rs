@@ -23,12 +23,21 @@ pub struct Kafka {
 
 impl Kafka {
     pub fn private() -> Kafka {
+        Kafka::start(&[])
+    }
+
+    /// A broker that requires SASL of every client (`tansu --authentication`).
+    pub fn requiring_sasl() -> Kafka {
+        Kafka::start(&["--authentication"])
+    }
+
+    fn start(flags: &[&str]) -> Kafka {
         let scratch = tempfile::Builder::new()
             .prefix("medic-kafka-")
             .tempdir()
             .expect("create a directory for a private broker");
         let dir = scratch.path().to_path_buf();
-        let bootstrap = run_script(&[dir.as_os_str().to_str().unwrap()])
+        let bootstrap = run_script(&[flags, &[dir.as_os_str().to_str().unwrap()]].concat())
             .trim()
             .to_string();
         assert!(

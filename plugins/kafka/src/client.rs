@@ -189,9 +189,27 @@ impl Broker {
             .map_err(|e| io_failure(e, &self.address))?;
 
         let mut size = [0u8; 4];
-        self.stream
-            .read_exact(&mut size)
-            .map_err(|e| io_failure(e, &self.address))?;
+        self.stream.read_exact(&mut size).map_err(|e| {
+            let closed = matches!(
+                e.kind(),
+                io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
+            );
+            // A broker that requires SASL (or TLS) drops a client whose first request
+            // (after ApiVersions, which Kafka answers before authentication) is not an
+            // authentication: every attempt would end the same way.
+            if closed && self.correlation <= 2 {
+                Failure::permanent(format!(
+                    "Kafka broker {} closed the connection at the first request ({}, \
+                     {e}): it likely requires SASL authentication or TLS, which this \
+                     plugin does not speak yet; give it a plaintext listener without \
+                     authentication, or check that this is a Kafka listener",
+                    self.address,
+                    api_name(R::KEY)
+                ))
+            } else {
+                io_failure(e, &self.address)
+            }
+        })?;
         let size = i32::from_be_bytes(size);
         if size < 0 || size as usize > MAX_FRAME {
             return Err(Failure::permanent(format!(

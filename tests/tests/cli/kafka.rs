@@ -751,3 +751,31 @@ fn killed_after_the_reset_landed_resume_observes_it_done() {
         [(0, Some(0)), (1, Some(0))].into()
     );
 }
+
+/// A broker that requires SASL: the plugin speaks no SASL yet, and says so instead of
+/// retrying. (tansu refuses to create users without authentication, so with its memory
+/// storage no user exists and right or wrong credentials cannot be tried here.)
+#[test]
+fn a_broker_requiring_sasl_is_a_clear_permanent_error() {
+    let kafka = Kafka::requiring_sasl();
+    let medic = Medic::new();
+    let b = kafka.bootstrap.as_str();
+    let (out, view) = run_steps(
+        &medic,
+        b,
+        json!([step("cluster", "cluster-metadata", b, json!({}))]),
+    );
+    out.expect_code(exit::FAILED, || view.pretty());
+    let (retryable, message) = only_failure(&view, "cluster");
+    assert!(!retryable, "{message}");
+    assert!(
+        message.contains(&format!(
+            "Kafka broker {b} closed the connection at the first request"
+        )),
+        "{message}"
+    );
+    assert!(
+        message.contains("requires SASL authentication or TLS"),
+        "{message}"
+    );
+}

@@ -170,6 +170,15 @@ pub struct Member {
     child: Child,
 }
 
+impl Member {
+    /// Waits until the consumer's time is up and it has left the group (a clean
+    /// LeaveGroup: tansu does not expire the session of a consumer that died).
+    pub fn wait_left(mut self) {
+        let status = self.child.wait().expect("wait for the holding consumer");
+        assert!(status.success(), "the holding consumer failed: {status}");
+    }
+}
+
 impl Drop for Member {
     fn drop(&mut self) {
         let _ = self.child.kill();

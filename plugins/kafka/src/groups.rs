@@ -460,7 +460,13 @@ impl TypedAction for ResetOffsets {
             let clients: Vec<String> = state
                 .members
                 .iter()
-                .map(|m| format!("{} on {}", m.client_id, m.client_host))
+                .map(|m| {
+                    let mut who = m.member_id.clone();
+                    if !m.client_id.is_empty() {
+                        who = format!("{who} (client {} on {})", m.client_id, m.client_host);
+                    }
+                    who
+                })
                 .collect();
             return Err(Failure::retryable(format!(
                 "refusing to reset the offsets of consumer group `{}`: it has {} active \

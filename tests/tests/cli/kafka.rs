@@ -499,8 +499,9 @@ fn unknown_topic_unknown_group_and_a_stopped_broker_are_clear_step_errors() {
 }
 
 /// plans/kafka/consumer-backfill.yaml: the group is rewound to the outage's start
-/// only after the operator approved that its consumers are stopped, re-reads exactly
-/// the outage's records, and the plan sees its lag drain to the window's end.
+/// only after the operator approved that its consumers are stopped and the last one
+/// has left the group, re-reads exactly the outage's records, and the plan sees its
+/// lag drain to the window's end.
 #[test]
 fn backfill_plan_rewinds_the_group_and_verifies_it_reread_the_gap() {
     let kafka = Kafka::private();
@@ -542,6 +543,9 @@ fn backfill_plan_rewinds_the_group_and_verifies_it_reread_the_gap() {
         [(0, Some(7)), (1, Some(7))].into(),
         "nothing moves before the operator approves"
     );
+    // The operator approves while one consumer is still in the group (it leaves 8 s
+    // after joining): the rewind is refused and retried until it has left.
+    let straggler = kafka.hold_member("loader", "orders", 8);
     medic
         .run([
             "approve",
@@ -551,6 +555,19 @@ fn backfill_plan_rewinds_the_group_and_verifies_it_reread_the_gap() {
             "loader stopped",
         ])
         .expect_code(0, || running.describe());
+    medic.wait_for_run(
+        &run,
+        Duration::from_secs(60),
+        "the rewind refused while a consumer is in the group",
+        |view| (!view.failures("rewind").is_empty()).then_some(()),
+        || running.describe(),
+    );
+    assert_eq!(
+        kafka.committed("loader", "orders"),
+        [(0, Some(7)), (1, Some(7))].into(),
+        "nothing moves while the group has a member"
+    );
+    straggler.wait_left();
 
     wait_approval("restart-consumers", &mut running);
     assert_eq!(
@@ -573,6 +590,13 @@ fn backfill_plan_rewinds_the_group_and_verifies_it_reread_the_gap() {
     let view = medic.show(&run);
     out.expect_code(exit::SUCCEEDED, || format!("{}\n{out}", view.pretty()));
     assert_eq!(view.step("rewind").output["moved_by"], 6);
+    let refused = view.failures("rewind");
+    assert!(
+        refused
+            .iter()
+            .all(|(_, retryable, m)| *retryable && m.contains("1 active member(s)")),
+        "{refused:?}"
+    );
     assert_eq!(view.step("drain").output["total_lag"], 0);
     assert_eq!(
         kafka.committed("loader", "orders"),

@@ -2,11 +2,11 @@
 //! directory per test, its output captured, its runs read back through
 //! `medic runs show --json`, and a counter target that records every effect the
 //! probe plugin applies to it, a real etcd (`etcd.rs`, through tests/scripts/etcd.sh)
-//! for the etcd plugin, a real Kafka-protocol broker (`kafka.rs`, tansu through
-//! tests/scripts/kafka.sh) for the kafka plugin, a real MariaDB (`mariadb.rs`, through tests/scripts/mariadb.sh)
+//! for the etcd plugin, a real MariaDB (`mariadb.rs`, through tests/scripts/mariadb.sh)
 //! for the `sql` interface, and a contract fixture of Consul's HTTP API
 //! (`consul_fixture.rs`; no agent is installable here). Modelled on ripgrep's
 //! `tests/util.rs`.
+//! The kafka plugin's broker is `kafka.rs` (tansu, through tests/scripts/kafka.sh).
 
 mod consul_fixture;
 mod counter;

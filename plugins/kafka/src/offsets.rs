@@ -234,6 +234,13 @@ pub fn fetch(
     Ok(records)
 }
 
+/// Whether a partition still holds every record from `since_ms` on: nothing was ever
+/// deleted from it (its log starts at 0), it is empty, or its first retained record is
+/// not newer than `since_ms`.
+fn window_retained(earliest: i64, first_retained_ms: Option<i64>, since_ms: i64) -> bool {
+    earliest == 0 || first_retained_ms.is_none_or(|first| first <= since_ms)
+}
+
 // ---------------------------------------------------------------- offsets-at-time
 
 #[derive(Deserialize, JsonSchema)]
@@ -308,7 +315,7 @@ impl TypedAction for OffsetsAtTime {
             } else {
                 None
             };
-            let retained = earliest == 0 || first_retained_ms.is_none_or(|first| first <= ms);
+            let retained = window_retained(earliest, first_retained_ms, ms);
             out.push(WindowPartition {
                 partition: part.index,
                 earliest,
@@ -362,5 +369,26 @@ impl TypedAction for OffsetsAtTime {
         _: OffsetsAtTimeParams,
     ) -> Result<Observation<OffsetsAtTimeOutput>, Failure> {
         Ok(Observation::NotDone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::window_retained;
+
+    #[test]
+    fn a_window_is_retained_unless_retention_deleted_records_from_inside_it() {
+        // Nothing ever deleted: whatever the first record's time.
+        assert!(window_retained(0, Some(5_000), 1_000));
+        // Deleted only records older than the window.
+        assert!(window_retained(120, Some(900), 1_000));
+        assert!(window_retained(120, Some(1_000), 1_000));
+        // The first retained record is newer than the window's start: the records
+        // between were deleted.
+        assert!(!window_retained(120, Some(1_001), 1_000));
+        // An empty log that once held records: the plugin cannot tell when they were
+        // written, and counts it retained (nothing to re-read). Only a retention
+        // shorter than the outage's age could have deleted records from the window.
+        assert!(window_retained(120, None, 1_000));
     }
 }

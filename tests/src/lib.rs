@@ -6,10 +6,12 @@
 //! for the `sql` interface, and a contract fixture of Consul's HTTP API
 //! (`consul_fixture.rs`; no agent is installable here). Modelled on ripgrep's
 //! `tests/util.rs`.
+//! The kafka plugin's broker is `kafka.rs` (tansu, through tests/scripts/kafka.sh).
 
 mod consul_fixture;
 mod counter;
 mod etcd;
+mod kafka;
 mod mariadb;
 mod medic;
 mod metrics;
@@ -23,6 +25,7 @@ mod wait;
 pub use consul_fixture::{ConsulFixture, FIXTURE_NODE, Recorded, call as consul_call};
 pub use counter::{Applied, CounterTarget};
 pub use etcd::{Etcd, etcd_snapshot_status};
+pub use kafka::{Kafka, KafkaStall, Member as KafkaMember};
 pub use mariadb::{
     ADMIN_PASSWORD, ADMIN_USER, APP_PASSWORD, APP_USER, LIMITED_PASSWORD, LIMITED_USER, MariaDb,
     MariaDbPair, REPL_PASSWORD, REPL_USER, TEST_PASSWORD, TEST_USER,

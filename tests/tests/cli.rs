@@ -17,6 +17,8 @@ mod crash;
 mod etcd;
 #[path = "cli/hostile.rs"]
 mod hostile;
+#[path = "cli/kafka.rs"]
+mod kafka;
 #[path = "cli/metrics_api.rs"]
 mod metrics_api;
 #[path = "cli/mysql.rs"]

@@ -144,6 +144,7 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(needs(Approver, routes!(runs::reject)))
         .routes(needs(Operator, routes!(runs::retry)))
         .routes(needs(Operator, routes!(runs::skip)))
+        .routes(needs(Operator, routes!(runs::done)))
         .routes(needs(Operator, routes!(schedules::create)))
         .routes(needs(Viewer, routes!(schedules::list)))
         .routes(needs(Viewer, routes!(schedules::show)))

@@ -7,6 +7,7 @@
 //! (`consul_fixture.rs`; no agent is installable here). Modelled on ripgrep's
 //! `tests/util.rs`.
 
+pub mod chaos;
 mod consul_fixture;
 mod counter;
 mod etcd;

@@ -9,6 +9,8 @@ mod api;
 mod approval;
 #[path = "cli/auth.rs"]
 mod auth;
+#[path = "cli/chaos.rs"]
+mod chaos;
 #[path = "cli/consul.rs"]
 mod consul;
 #[path = "cli/crash.rs"]

@@ -438,7 +438,7 @@ impl Chaos {
                             &json!({ "comment": "chaos harness" }),
                         );
                     }
-                    Some("held") => self.resolve(i, &id, &name, &view),
+                    Some("held") => self.resolve(&id, &name, &view),
                     _ => {}
                 }
             }
@@ -447,7 +447,7 @@ impl Chaos {
     }
 
     /// A held step: its effect landed (done) or not (retry), read off the target.
-    fn resolve(&mut self, i: usize, id: &str, step: &str, view: &Value) {
+    fn resolve(&mut self, id: &str, step: &str, view: &Value) {
         let reason = view["steps"]
             .as_array()
             .and_then(|s| s.iter().find(|s| s["id"] == step))
@@ -470,9 +470,8 @@ impl Chaos {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .filter(|a| a["step"] == step && a["undo"].as_bool() == Some(undo))
-                .filter_map(|a| a["key"].as_str())
-                .last()
+                .rfind(|a| a["step"] == step && a["undo"].as_bool() == Some(undo))
+                .and_then(|a| a["key"].as_str())
                 .map(str::to_owned);
             let Some(key) = key else {
                 self.violation(format!("run {id}: held step {step} has no attempt"));

@@ -11,6 +11,7 @@ pub mod chaos;
 mod consul_fixture;
 mod counter;
 mod etcd;
+pub mod faults;
 mod mariadb;
 mod medic;
 mod metrics;

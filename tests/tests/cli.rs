@@ -15,8 +15,12 @@ mod chaos;
 mod consul;
 #[path = "cli/crash.rs"]
 mod crash;
+#[path = "cli/doors.rs"]
+mod doors;
 #[path = "cli/etcd.rs"]
 mod etcd;
+#[path = "cli/faults.rs"]
+mod faults;
 #[path = "cli/hostile.rs"]
 mod hostile;
 #[path = "cli/metrics_api.rs"]

@@ -72,8 +72,29 @@ impl AppState {
         }
         let state = self.clone();
         tokio::spawn(async move {
-            if let Err(e) = state.exec.drive(&run).await {
-                tracing::error!(run_id = %run, error = %e, "driving the run stopped; it stays resumable");
+            // A database that cannot be written just now (full disk, another process's
+            // lock) stops the driver at a commit that did not happen; drive the run
+            // again from what is stored once it can be written, as a restart would.
+            let mut wait = std::time::Duration::from_millis(250);
+            loop {
+                match state.exec.drive(&run).await {
+                    Ok(_) => break,
+                    Err(executor::Error::Store(e)) if e.unavailable().is_some() => {
+                        tracing::error!(
+                            run_id = %run,
+                            error = %e,
+                            retry_in_ms = wait.as_millis() as u64,
+                            "driving the run paused: {}",
+                            e.unavailable().unwrap_or_default()
+                        );
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(std::time::Duration::from_secs(10));
+                    }
+                    Err(e) => {
+                        tracing::error!(run_id = %run, error = %e, "driving the run stopped; it stays resumable");
+                        break;
+                    }
+                }
             }
             state
                 .driving
@@ -162,12 +183,16 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// The router of `medic serve`: every route of [`routes`] and a
+/// The largest request body accepted (a 413 problem names it).
+pub(crate) const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
 /// problem+json 404 for any other path. Every request, the 404s included, passes
 /// `auth::identify` first (which also audits mutating calls).
 pub fn router(state: Arc<AppState>) -> Router {
     let (router, _) = routes().split_for_parts();
     router
         .fallback(no_route)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::identify,

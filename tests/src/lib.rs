@@ -8,9 +8,11 @@
 //! `tests/util.rs`.
 //! The kafka plugin's broker is `kafka.rs` (tansu, through tests/scripts/kafka.sh).
 
+pub mod chaos;
 mod consul_fixture;
 mod counter;
 mod etcd;
+pub mod faults;
 mod kafka;
 mod mariadb;
 mod medic;

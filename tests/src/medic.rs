@@ -329,11 +329,17 @@ fn describe_command(cmd: &Command) -> String {
 /// `<target>/release/deps/`, the binary is `<target>/release/medic`.
 fn binary() -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary's path");
+    // A test binary lives in <target>/<profile>/deps, a harness binary (medic-chaos)
+    // in <target>/<profile> beside medic itself.
+    let beside = exe.parent().map(|d| d.join("medic"));
     let release = exe
         .parent()
         .and_then(Path::parent)
         .expect("test binary lives in <target>/<profile>/deps");
-    let medic = release.join("medic");
+    let medic = match beside {
+        Some(m) if m.is_file() => m,
+        _ => release.join("medic"),
+    };
     assert!(
         medic.is_file(),
         "{} is missing: build it first: make build (with the same CARGO_TARGET_DIR)",

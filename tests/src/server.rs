@@ -121,6 +121,11 @@ impl Server {
         }
     }
 
+    /// The token this server's client sends, if any.
+    pub fn token(&self) -> Option<&str> {
+        self.client.token.as_deref()
+    }
+
     /// A client of this server that sends `token` (none: no Authorization header).
     pub fn client(&self, token: Option<&str>) -> Client {
         Client {

@@ -9,12 +9,18 @@ mod api;
 mod approval;
 #[path = "cli/auth.rs"]
 mod auth;
+#[path = "cli/chaos.rs"]
+mod chaos;
 #[path = "cli/consul.rs"]
 mod consul;
 #[path = "cli/crash.rs"]
 mod crash;
+#[path = "cli/doors.rs"]
+mod doors;
 #[path = "cli/etcd.rs"]
 mod etcd;
+#[path = "cli/faults.rs"]
+mod faults;
 #[path = "cli/hostile.rs"]
 mod hostile;
 #[path = "cli/kafka.rs"]

@@ -186,10 +186,20 @@ impl IntoResponse for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(e: JsonRejection) -> ApiError {
+        let detail = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            format!(
+                "the request body is larger than the {} MiB medic accepts; nothing was stored. \
+                 Plans and params are text (a 10,000-step plan is about 1 MiB): pass large data \
+                 by reference (a path, a URL, an artifact name) instead",
+                super::MAX_BODY_BYTES / (1024 * 1024)
+            )
+        } else {
+            e.body_text()
+        };
         ApiError {
             status: e.status(),
             title: "Bad request body",
-            detail: e.body_text(),
+            detail,
             errors: None,
             required_role: None,
         }
@@ -201,6 +211,18 @@ impl From<store::Error> for ApiError {
         match e {
             store::Error::RunNotFound(_) | store::Error::PlanNotFound(_) => {
                 ApiError::not_found(e.to_string())
+            }
+            ref e if e.unavailable().is_some() => {
+                let hint = e.unavailable().unwrap_or_default();
+                tracing::error!(error = %e, "the database cannot be written");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Database unavailable",
+                    format!(
+                        "medic cannot write its database: {hint}; nothing of this request was \
+                         stored, so it is safe to send again once that is fixed ({e})"
+                    ),
+                )
             }
             e => ApiError::internal(e.to_string()),
         }

@@ -74,8 +74,29 @@ impl AppState {
         }
         let state = self.clone();
         tokio::spawn(async move {
-            if let Err(e) = state.exec.drive(&run).await {
-                tracing::error!(run_id = %run, error = %e, "driving the run stopped; it stays resumable");
+            // A database that cannot be written just now (full disk, another process's
+            // lock) stops the driver at a commit that did not happen; drive the run
+            // again from what is stored once it can be written, as a restart would.
+            let mut wait = std::time::Duration::from_millis(250);
+            loop {
+                match state.exec.drive(&run).await {
+                    Ok(_) => break,
+                    Err(executor::Error::Store(e)) if e.unavailable().is_some() => {
+                        tracing::error!(
+                            run_id = %run,
+                            error = %e,
+                            retry_in_ms = wait.as_millis() as u64,
+                            "driving the run paused: {}",
+                            e.unavailable().unwrap_or_default()
+                        );
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(std::time::Duration::from_secs(10));
+                    }
+                    Err(e) => {
+                        tracing::error!(run_id = %run, error = %e, "driving the run stopped; it stays resumable");
+                        break;
+                    }
+                }
             }
             state
                 .driving
@@ -147,6 +168,7 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(needs(Approver, routes!(runs::reject)))
         .routes(needs(Operator, routes!(runs::retry)))
         .routes(needs(Operator, routes!(runs::skip)))
+        .routes(needs(Operator, routes!(runs::done)))
         .routes(needs(Operator, routes!(schedules::create)))
         .routes(needs(Viewer, routes!(schedules::list)))
         .routes(needs(Viewer, routes!(schedules::show)))
@@ -163,6 +185,9 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     routes().split_for_parts().1
 }
 
+/// The largest request body accepted (a 413 problem names it).
+pub(crate) const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
 /// The router of `medic serve`: every route of [`routes`], the web UI under `/ui/`
 /// and a problem+json 404 for any other path. Every request, the 404s included,
 /// passes `auth::identify` first (which also audits mutating calls).
@@ -170,6 +195,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let (router, _) = routes().split_for_parts();
     router
         .fallback(ui::fallback)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::identify,

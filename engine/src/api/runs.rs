@@ -428,7 +428,8 @@ pub(super) async fn retry(
     command(&s, &caller, &id, Some(&step), CommandKind::Retry, body).await
 }
 
-/// Leaves a held step (or its undo) as it is and goes on.
+/// Goes on without a held step: it is recorded skipped and its undo never runs (for a
+/// held undo: leaves it undone). When the step's effect did land, use `done`.
 #[utoipa::path(post, path = "/v1/runs/{id}/steps/{step}/skip", tag = "runs",
     params(
         ("id" = String, Path, description = "the run's id"),
@@ -449,6 +450,31 @@ pub(super) async fn skip(
 ) -> Result<StatusCode, ApiError> {
     let body = CommandBody::parse(&body)?;
     command(&s, &caller, &id, Some(&step), CommandKind::Skip, body).await
+}
+
+/// Records a held step as done without running it again (an operator found its
+/// effect on the target), so a later rollback undoes it; for a held undo, records
+/// the undo done.
+#[utoipa::path(post, path = "/v1/runs/{id}/steps/{step}/done", tag = "runs",
+    params(
+        ("id" = String, Path, description = "the run's id"),
+        ("step" = String, Path, description = "the held step's id"),
+    ),
+    request_body(content = Option<CommandBody>, description = "optional comment"),
+    responses(
+        (status = 202, description = "the command is in the run's inbox"),
+        (status = 400, description = "bad body", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such run or step", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the step is not held", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(super) async fn done(
+    State(s): Shared,
+    caller: Caller,
+    Path((id, step)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<StatusCode, ApiError> {
+    let body = CommandBody::parse(&body)?;
+    command(&s, &caller, &id, Some(&step), CommandKind::Done, body).await
 }
 
 /// Approve or reject, after the four-eyes check: with tokens, the run's submitter

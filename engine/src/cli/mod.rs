@@ -175,8 +175,12 @@ enum Command {
     Cancel { run: String },
     /// Run a held step again, as a new attempt.
     Retry { run: String, step: String },
-    /// Leave a held step (or its undo) as it is and go on.
+    /// Go on without a held step: recorded skipped, its undo never runs (for a held
+    /// undo: leave it undone).
     Skip { run: String, step: String },
+    /// A held step's effect is there (you checked the target): record it as done
+    /// without running it again, so a rollback undoes it (for a held undo: done).
+    Done { run: String, step: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -575,6 +579,9 @@ async fn dispatch(cli: Cli) -> Result<u8> {
         Command::Skip { run, step } => {
             command(&env, &run, Some(&step), CommandKind::Skip, None).await
         }
+        Command::Done { run, step } => {
+            command(&env, &run, Some(&step), CommandKind::Done, None).await
+        }
         Command::Plans { .. } => {
             bail!("plans are registered on a medic server: pass --server URL (or set MEDIC_SERVER)")
         }
@@ -751,7 +758,7 @@ async fn drive(exec: &Executor<Host>, run: &str) -> Result<u8> {
     println!("run {run} {}{reason}", status.as_str());
     if status == RunStatus::Held {
         println!(
-            "  resolve the held step(s) (`medic retry {run} STEP` or `medic skip {run} STEP`), then `medic resume {run}`"
+            "  resolve the held step(s) (`medic retry {run} STEP`, `medic done {run} STEP` or `medic skip {run} STEP`), then `medic resume {run}`"
         );
     }
     Ok(exit_for(status))

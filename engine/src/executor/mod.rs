@@ -85,6 +85,7 @@ pub enum CommandKind {
     Cancel,
     Retry,
     Skip,
+    Done,
 }
 
 impl CommandKind {
@@ -95,6 +96,7 @@ impl CommandKind {
             CommandKind::Cancel => "cancel",
             CommandKind::Retry => "retry",
             CommandKind::Skip => "skip",
+            CommandKind::Done => "done",
         }
     }
 
@@ -102,7 +104,9 @@ impl CommandKind {
     fn expects(self) -> Option<run::StepStatus> {
         match self {
             CommandKind::Approve | CommandKind::Reject => Some(run::StepStatus::Approval),
-            CommandKind::Retry | CommandKind::Skip => Some(run::StepStatus::Held),
+            CommandKind::Retry | CommandKind::Skip | CommandKind::Done => {
+                Some(run::StepStatus::Held)
+            }
             CommandKind::Cancel => None,
         }
     }
@@ -582,6 +586,11 @@ impl<I: Invoker> Driver<I> {
             ("skip", Some(step)) => Event::Resolve {
                 step,
                 resolution: Resolution::Skip,
+                by,
+            },
+            ("done", Some(step)) => Event::Resolve {
+                step,
+                resolution: Resolution::Done,
                 by,
             },
             ("fail", Some(step)) => Event::Resolve {

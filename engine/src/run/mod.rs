@@ -37,8 +37,12 @@ pub enum Observed {
 pub enum Resolution {
     /// Run the action (or its undo) again, as a new attempt.
     Retry,
-    /// Treat the step (or its undo) as done without running it again.
+    /// Go on without the step: it is recorded skipped (its undo never runs); for an
+    /// undo, leave it undone.
     Skip,
+    /// Its effect is there: record the step as succeeded (output `null`) without
+    /// running it again, so a later rollback undoes it; for an undo, record it done.
+    Done,
     /// Treat the step as failed for good; the failure policy applies.
     Fail,
 }

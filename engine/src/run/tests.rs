@@ -315,7 +315,12 @@ fn concurrency_bounds_the_steps_in_flight() {
 
 /// A run read back after a crash with `a` in flight.
 fn crashed(effect_steps: &str) -> Sim {
-    let mut s = Sim::new(effect_steps);
+    crashed_with("", effect_steps)
+}
+
+/// Like [`crashed`], with plan fields before `steps:`.
+fn crashed_with(head: &str, effect_steps: &str) -> Sim {
+    let mut s = Sim::with_head(head, effect_steps);
     s.ev(Event::Start);
     let steps = s.state.steps.clone();
     s.state = RunState::restore(
@@ -388,8 +393,9 @@ fn recovery_holds_a_mutating_action_whose_effect_is_not_there() {
         s.state.reason.as_deref(),
         Some(
             "`a` (p/counter-add, mutating) was in flight when medic stopped and observe says the effect is not done: \
-             running it again could apply it twice. Check the target, then `medic retry r1 a` to run it again or \
-             `medic skip r1 a` if the effect is there"
+             running it again could apply it twice. Check the target, then `medic retry r1 a` to run it again, \
+             `medic done r1 a` if the effect is there (recorded as done, so a rollback undoes it) or \
+             `medic skip r1 a` to go on without it"
         )
     );
     let out = s.ev(Event::Resolve {
@@ -402,6 +408,70 @@ fn recovery_holds_a_mutating_action_whose_effect_is_not_there() {
     };
     assert_eq!((c.attempt, c.key.as_str()), (2, "r1/a/2"));
     assert_eq!(s.state.status, RunStatus::Running);
+}
+
+/// Found by the chaos harness: an operator who found a held step's effect on the
+/// target had only `skip`, which records the step skipped, so a later rollback left
+/// that effect in place. `done` records it succeeded, and the rollback undoes it.
+#[test]
+fn a_held_step_marked_done_is_undone_by_a_later_rollback_and_a_skipped_one_is_not() {
+    let steps = "  - { id: a, uses: p/counter-add, undo: { uses: p/counter-sub } }\n  - { id: b, uses: p/noop, needs: [a] }\n";
+    for (resolution, undone) in [(Resolution::Done, true), (Resolution::Skip, false)] {
+        let mut s = crashed_with("on_failure: rollback\n", steps);
+        recover(&mut s.state, &s.plan, &s.dag, s.now);
+        s.ev(Event::Observed {
+            step: 0,
+            attempt: 1,
+            undo: false,
+            observed: Observed::NotDone,
+            effect: EffectClass::Mutating,
+        });
+        assert_eq!(s.status("a"), StepStatus::Held);
+        let out = s.ev(Event::Resolve {
+            step: 0,
+            resolution: resolution.clone(),
+            by: "ops".into(),
+        });
+        assert!(
+            out.log.contains(&Entry::StepResolved {
+                step: "a".into(),
+                resolution: if undone { "done" } else { "skip" }.into(),
+                by: "ops".into()
+            }),
+            "{out:?}"
+        );
+        assert_eq!(
+            s.status("a"),
+            if undone {
+                StepStatus::Succeeded
+            } else {
+                StepStatus::Skipped
+            }
+        );
+        assert_eq!(s.invoked(&out), ["b"], "the run goes on either way");
+        let out = s.err("b", 1, false);
+        let undos: Vec<(usize, bool)> = out
+            .effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Invoke(c) => Some((c.step, c.undo)),
+                _ => None,
+            })
+            .collect();
+        if undone {
+            assert_eq!(undos, [(0, true)], "{resolution:?}: a's undo runs");
+            s.ev(Event::Finished {
+                step: 0,
+                attempt: 1,
+                undo: true,
+                result: Ok(json!({})),
+            });
+            assert_eq!(s.state.status, RunStatus::RolledBack);
+        } else {
+            assert!(undos.is_empty(), "{resolution:?}: {out:?}");
+            assert_eq!(s.state.status, RunStatus::RolledBack);
+        }
+    }
 }
 
 #[test]

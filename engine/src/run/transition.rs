@@ -285,7 +285,8 @@ impl<'a> Machine<'a> {
                 } else if undo {
                     let reason = format!(
                         "undo of `{id}` failed after {attempt} attempt(s): {}; fix the target, then retry the undo \
-                         (`medic retry {run} {id}`) or leave it (`medic skip {run} {id}`)",
+                         (`medic retry {run} {id}`), record it done if you undid it by hand (`medic done {run} {id}`) \
+                         or leave it (`medic skip {run} {id}`)",
                         failure.message,
                         run = self.state.id
                     );
@@ -394,7 +395,8 @@ impl<'a> Machine<'a> {
                 let reason = format!(
                     "`{id}` ({what}{call}, mutating) was in flight when medic stopped and observe says \
                      the effect is {result}: running it again could apply it twice. Check the target, then \
-                     `medic retry {run} {id}` to run it again or `medic skip {run} {id}` if the effect is there",
+                     `medic retry {run} {id}` to run it again, `medic done {run} {id}` if the effect is there \
+                     (recorded as done, so a rollback undoes it) or `medic skip {run} {id}` to go on without it",
                     run = self.state.id
                 );
                 self.hold(step, undo, reason);
@@ -410,6 +412,7 @@ impl<'a> Machine<'a> {
         let name = match resolution {
             Resolution::Retry => "retry",
             Resolution::Skip => "skip",
+            Resolution::Done => "done",
             Resolution::Fail => "fail",
         };
         self.out.log.push(Entry::StepResolved {
@@ -431,6 +434,7 @@ impl<'a> Machine<'a> {
                 self.set(step, StepStatus::Skipped);
                 self.settled(step);
             }
+            (false, Resolution::Done) => self.succeed(step, Value::Null),
             (false, Resolution::Fail) => {
                 self.fail(step, format!("marked failed by {by} after a hold"))
             }
@@ -440,6 +444,10 @@ impl<'a> Machine<'a> {
             }
             (true, Resolution::Skip | Resolution::Fail) => {
                 self.state.steps[step].error = Some(format!("undo left undone by {by}"));
+                self.set(step, StepStatus::Undone);
+            }
+            (true, Resolution::Done) => {
+                self.state.steps[step].error = None;
                 self.set(step, StepStatus::Undone);
             }
         }

@@ -226,6 +226,37 @@ pub struct Store {
     reader: Arc<Mutex<Connection>>,
 }
 
+impl Error {
+    /// Why the database cannot be written just now, and what clears it, when the
+    /// cause is outside medic and passes (a full disk, another process's lock, an
+    /// I/O error): the caller may try again later, and nothing was stored half-way
+    /// (each write is one transaction). `None` for every other error.
+    pub fn unavailable(&self) -> Option<&'static str> {
+        let source = match self {
+            Error::Sql { source, .. } => source,
+            Error::Commit(source) => source.as_ref(),
+            _ => return None,
+        };
+        let rusqlite::Error::SqliteFailure(e, _) = source else {
+            return None;
+        };
+        use rusqlite::ErrorCode as C;
+        match e.code {
+            C::DiskFull => Some(
+                "the disk under medic's data dir is full (database or disk is full): free space there",
+            ),
+            C::DatabaseBusy | C::DatabaseLocked => Some(
+                "another process holds medic's database locked (database is locked): end it \
+                 (a backup or an open sqlite3 session?)",
+            ),
+            C::SystemIoFailure => Some(
+                "the disk under medic's data dir failed a read or write (disk I/O error): check it",
+            ),
+            _ => None,
+        }
+    }
+}
+
 impl Store {
     /// Opens (creating and migrating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Store> {

@@ -9,7 +9,7 @@ pub(super) fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.busy_timeout(super::writer::BUSY_WAIT)?;
     // Room for every statement the writer and reader prepare (about 20 each), so
     // none is evicted and re-parsed under load (rusqlite's default is 16).
     conn.set_prepared_statement_cache_capacity(64);

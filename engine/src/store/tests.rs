@@ -148,6 +148,72 @@ async fn a_failing_job_is_rolled_back_alone_and_the_group_still_commits() {
     assert_eq!(events.len(), 49);
 }
 
+/// Found by the chaos harness's locked-database fault: when a group's transaction
+/// could not begin (another process held the lock), each job still ran, statement by
+/// statement in autocommit, and its caller was told it failed: a write could land
+/// half-way, and each statement waited out the busy timeout again. Now no job runs,
+/// and while the lock stays, later writes fail fast with "database is locked".
+#[tokio::test]
+async fn a_locked_database_runs_no_job_and_fails_fast_until_the_lock_is_released() {
+    let (dir, store, _) = fixture().await;
+    let other = rusqlite::Connection::open(dir.path().join("medic.db")).unwrap();
+    other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+
+    let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = ran.clone();
+    let first = store
+        .writer
+        .write(move |conn| {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            conn.execute_batch("SELECT 1").map_err(sql("writing"))?;
+            Ok(())
+        })
+        .await;
+    let err = first.expect_err("the database is locked");
+    assert_eq!(
+        err.unavailable(),
+        Some(
+            "another process holds medic's database locked (database is locked): end it \
+             (a backup or an open sqlite3 session?)"
+        ),
+        "{err}"
+    );
+    assert!(
+        !ran.load(std::sync::atomic::Ordering::SeqCst),
+        "the job must not run outside a transaction"
+    );
+
+    // The next write hears it at once instead of after another full busy timeout.
+    let t0 = std::time::Instant::now();
+    let second = store
+        .commit(Batch {
+            run_id: "r1".into(),
+            events: vec![(1, started("a", 1))],
+            at: 11,
+            ..Batch::default()
+        })
+        .await;
+    assert!(second.is_err());
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        t0.elapsed()
+    );
+
+    other.execute_batch("ROLLBACK").unwrap();
+    drop(other);
+    store
+        .commit(Batch {
+            run_id: "r1".into(),
+            events: vec![(1, started("a", 1))],
+            at: 12,
+            ..Batch::default()
+        })
+        .await
+        .expect("writes work again once the lock is gone");
+    assert_eq!(store.events("r1", 0).await.unwrap().len(), 1);
+}
+
 #[tokio::test]
 async fn claim_only_takes_a_run_from_the_expected_owner_and_commands_are_consumed_once() {
     let (_dir, store, _) = fixture().await;

@@ -3,9 +3,16 @@
 //! Each job runs inside a savepoint of the group's transaction, so a job that fails
 //! (a constraint, a bad row) is rolled back alone and the others still commit. Every
 //! caller hears back only after COMMIT returned: nothing is acknowledged before it is
-//! durable.
+//! durable. When the group's transaction cannot even begin (another process holds
+//! the database locked, the disk is full), no job runs at all: each hears the error.
+//!
+//! While the database stays locked by another process, later groups wait only
+//! briefly for it ([`LOCKED_WAIT`]) instead of the full busy timeout, so callers hear
+//! "database is locked" in a fraction of a second rather than queueing behind each
+//! other's waits; the first group that begins restores the full wait.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
@@ -15,8 +22,14 @@ use super::{Error, Result};
 /// Jobs waiting at the moment a group starts are committed together, up to this many.
 const MAX_GROUP: usize = 1024;
 
+/// How long a group waits for another process's lock normally (SQLite's busy timeout).
+pub(super) const BUSY_WAIT: Duration = Duration::from_secs(10);
+/// ... and while the last group found the database locked.
+const LOCKED_WAIT: Duration = Duration::from_millis(250);
+
 type Done = Box<dyn FnOnce(Option<Error>) + Send>;
-type Job = Box<dyn FnOnce(&Connection) -> (bool, Done) + Send>;
+/// Runs on the group's connection, or (`None`) only learns that it will not run.
+type Job = Box<dyn FnOnce(Option<&Connection>) -> (bool, Done) + Send>;
 
 #[derive(Clone)]
 pub(super) struct Writer {
@@ -40,7 +53,11 @@ impl Writer {
     ) -> Result<T> {
         let (reply, rx) = oneshot::channel::<Result<T>>();
         let job: Job = Box::new(move |conn| {
-            let out = f(conn);
+            // Not run: the commit error given to `done` is what the caller hears.
+            let out = match conn {
+                Some(conn) => f(conn),
+                None => Err(Error::Closed),
+            };
             let ok = out.is_ok();
             let done: Done = Box::new(move |commit_error| {
                 let _ = reply.send(match commit_error {
@@ -56,6 +73,7 @@ impl Writer {
 }
 
 fn run(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
+    let mut locked = false;
     while let Some(first) = rx.blocking_recv() {
         let mut jobs = vec![first];
         while jobs.len() < MAX_GROUP {
@@ -65,17 +83,25 @@ fn run(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
             }
         }
         if let Err(e) = exec(&conn, "BEGIN IMMEDIATE") {
+            if is_locked(&e) && !locked {
+                locked = true;
+                let _ = conn.busy_timeout(LOCKED_WAIT);
+            }
             let e = Arc::new(e);
             for job in jobs {
-                let (_, done) = job(&conn);
+                let (_, done) = job(None);
                 done(Some(Error::Commit(e.clone())));
             }
             continue;
         }
+        if locked {
+            locked = false;
+            let _ = conn.busy_timeout(BUSY_WAIT);
+        }
         let mut done = Vec::with_capacity(jobs.len());
         for job in jobs {
             let sp = exec(&conn, "SAVEPOINT job");
-            let (ok, d) = job(&conn);
+            let (ok, d) = job(Some(&conn));
             let end = sp.and_then(|()| {
                 if !ok {
                     exec(&conn, "ROLLBACK TO job")?;
@@ -101,6 +127,13 @@ fn run(conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
             d(err);
         }
     }
+}
+
+fn is_locked(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 /// One statement of the group's bracketing, prepared once: each job opens and

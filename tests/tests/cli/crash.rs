@@ -9,7 +9,10 @@
 
 use std::time::Duration;
 
-use medic_tests::{CounterTarget, Finished, Medic, RunView, Running, plan};
+use medic_tests::{
+    CounterTarget, Finished, MariaDb, Medic, RunView, Running, TEST_PASSWORD, TEST_USER, plan,
+    poll_until,
+};
 use serde_json::json;
 
 use crate::{assert_succeeded_attempts_applied_once, context, effects, exit, run_args};
@@ -507,4 +510,105 @@ fn resume_leaves_a_run_with_a_live_owner_alone() {
     );
     let finished = running.wait(WAIT);
     crash.assert_succeeded(&finished);
+}
+
+/// Found by the chaos harness (RELIABILITY.md): a mutating step whose effect landed
+/// in a real MariaDB just before medic was killed is held (its plugin cannot tell);
+/// the operator sees the row and answers `medic done`, not `skip`: the step is
+/// recorded as done, so when a later step fails the rollback runs its undo and the
+/// row is gone. (With `skip` the row stayed: a skipped step's undo never runs.)
+#[test]
+fn a_held_step_marked_done_after_its_effect_landed_is_undone_by_the_rollback() {
+    let db = MariaDb::shared();
+    let database = db.fresh_database("done");
+    db.sql(&format!(
+        "CREATE TABLE {database}.t (tag VARCHAR(16) NOT NULL)"
+    ));
+    let medic = Medic::new();
+    let target = CounterTarget::start();
+    let secrets = medic.data_dir().join("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    std::fs::write(secrets.join("db"), format!("{TEST_PASSWORD}\n")).unwrap();
+    std::fs::write(
+        medic.data_dir().join("medic.toml"),
+        format!(
+            "secrets_dir = \"secrets\"\n[sql.db]\naddress = \"{}\"\nuser = \"{TEST_USER}\"\n\
+             password_secret = \"db\"\ntls = \"off\"\ndatabase = \"{database}\"\n",
+            db.address()
+        ),
+    )
+    .unwrap();
+    let plan = json!({
+        "apiVersion": "medic/v1",
+        "kind": "RecoveryPlan",
+        "metadata": {"name": "done-then-rollback"},
+        "params": {"target": {"type": "string"}},
+        "plugins": {"probe": {"use": "probe@0.1", "grants": {
+            "sql": ["db"], "connect": ["${{ params.target }}"]
+        }}},
+        "on_failure": "rollback",
+        "steps": [
+            {"id": "write", "uses": "probe/sql-session", "with": {
+                "connection": "db",
+                "statements": ["INSERT INTO t VALUES ('landed')", "SELECT 1"],
+                "pause_ms": 3000
+            }, "undo": {"uses": "probe/sql-query", "with": {
+                "connection": "db", "statement": "DELETE FROM t WHERE tag = 'landed'"
+            }}},
+            {"id": "fails", "needs": ["write"], "uses": "probe/counter-add", "with": {
+                "address": "${{ params.target }}", "counter": "x", "amount": 1, "fail": true
+            }}
+        ]
+    });
+    let path = medic.write("plan.json", &plan.to_string());
+    let rows = || {
+        db.sql(&format!("SELECT COUNT(*) FROM {database}.t"))
+            .trim()
+            .to_string()
+    };
+    let mut running = medic.spawn(run_args(&path, &target, &[]));
+    let run = running.run_id();
+    poll_until(
+        WAIT,
+        "the INSERT to land while the session pauses",
+        || (rows() == "1").then_some(()),
+        || running.describe(),
+    );
+    let killed = running.kill();
+    assert_eq!(killed.code, 128 + 9, "{killed}");
+
+    let out = medic.run(["resume", &run]);
+    let ctx = || format!("{out}\n{}", medic.describe_run(&run));
+    out.expect_code(exit::HELD, ctx);
+    let view = medic.show(&run);
+    assert_eq!(view.step("write").status, "held", "{}", ctx());
+    let reason = view
+        .step("write")
+        .error
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        reason.contains(&format!("medic done {run} write")),
+        "the hold offers `done`: {reason}"
+    );
+
+    medic.run(["done", &run, "write"]).expect_code(0, ctx);
+    let out = medic.run(["resume", &run]);
+    let ctx = || format!("{out}\n{}", medic.describe_run(&run));
+    out.expect_code(exit::ROLLED_BACK, ctx);
+    let view = medic.show(&run);
+    assert_eq!(
+        view.attempts_of("write", true).len(),
+        1,
+        "the undo of the step marked done ran once\n{}",
+        ctx()
+    );
+    assert_eq!(rows(), "0", "the rollback deleted the row\n{}", ctx());
+    assert_eq!(
+        view.attempts_of("write", false).len(),
+        1,
+        "`done` did not run the step again\n{}",
+        ctx()
+    );
 }

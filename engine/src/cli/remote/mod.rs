@@ -120,6 +120,7 @@ impl Remote {
             Command::Cancel { run } => self.command(&run, None, "cancel", None),
             Command::Retry { run, step } => self.command(&run, Some(&step), "retry", None),
             Command::Skip { run, step } => self.command(&run, Some(&step), "skip", None),
+            Command::Done { run, step } => self.command(&run, Some(&step), "done", None),
             Command::Serve { .. } => {
                 bail!("`medic serve` runs a server; it does not take --server (unset MEDIC_SERVER)")
             }
@@ -424,7 +425,7 @@ impl Remote {
         if status == RunStatus::Held {
             let medic = self.medic();
             println!(
-                "  resolve the held step(s) (`{medic} retry {run} STEP` or `{medic} skip {run} STEP`); the server carries on from there"
+                "  resolve the held step(s) (`{medic} retry {run} STEP`, `{medic} done {run} STEP` or `{medic} skip {run} STEP`); the server carries on from there"
             );
         }
         exit_for(status)

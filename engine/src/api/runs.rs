@@ -64,6 +64,7 @@ pub(super) struct Submitted {
         (status = 200, description = "the `Idempotency-Key` named an existing run", body = Submitted),
         (status = 400, description = "bad body or `Idempotency-Key`, or not exactly one of `plan` and `plan_name`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "no registered plan of that name or version", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "refused by the safety rails, nothing was created: the plan's circuit breaker is open, a lock is held by another run (`on_lock_busy: refuse`), or a blast-radius limit is reached (`refuse`) or can never be met", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "the body is not `application/json`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "the plan or params are invalid; nothing was run", body = Problem, content_type = "application/problem+json"),
     ))]

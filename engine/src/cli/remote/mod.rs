@@ -14,6 +14,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 use super::plugin::{self, PluginCommand};
+use super::safety::{self, BreakerCommand, LocksCommand};
 use super::schedule::{self, ScheduleCommand};
 use super::{Command, PlansCommand, RunsCommand, exit, exit_for, parse_params, progress};
 use crate::run::{Entry, RunStatus};
@@ -124,11 +125,67 @@ impl Remote {
                 bail!("`medic serve` runs a server; it does not take --server (unset MEDIC_SERVER)")
             }
             Command::Schedule { command } => self.schedule(command),
+            Command::Locks { command } => self.locks(command),
+            Command::Breaker { command } => self.breaker(command),
             Command::Plugin { command } => self.plugin(command),
             Command::Token { .. } => bail!(
                 "`medic token` works on medic's host, against its database: run it there without --server (unset MEDIC_SERVER)"
             ),
         }
+    }
+
+    /// `medic locks ...` through `/v1/locks`.
+    fn locks(&self, command: LocksCommand) -> Result<u8> {
+        match command {
+            LocksCommand::List { json } => {
+                let body = self.client.get("listing locks", "/v1/locks")?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&body)?);
+                } else {
+                    safety::print_locks(body["locks"].as_array().map_or(&[], Vec::as_slice));
+                }
+            }
+            LocksCommand::Release { name, reason } => {
+                safety::check_reason(&reason)?;
+                let reply = self.client.post(
+                    &format!("releasing lock {name}"),
+                    "/v1/locks/release",
+                    &json!({ "name": name, "reason": reason }),
+                    None,
+                )?;
+                let from: Vec<&str> = reply.body["released_from"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                println!("lock {name} released from {}", from.join(", "));
+            }
+        }
+        Ok(exit::SUCCEEDED)
+    }
+
+    /// `medic breaker ...` through `/v1/breakers`.
+    fn breaker(&self, command: BreakerCommand) -> Result<u8> {
+        match command {
+            BreakerCommand::List { json } => {
+                let body = self.client.get("listing breakers", "/v1/breakers")?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&body)?);
+                } else {
+                    safety::print_breakers(body["breakers"].as_array().map_or(&[], Vec::as_slice));
+                }
+            }
+            BreakerCommand::Reset { plan, reason } => {
+                safety::check_reason(&reason)?;
+                self.client.post(
+                    &format!("resetting the breaker of plan {plan}"),
+                    &format!("/v1/breakers/{}/reset", segment(&plan)),
+                    &json!({ "reason": reason }),
+                    None,
+                )?;
+                println!("breaker of plan {plan} reset: its runs may start again");
+            }
+        }
+        Ok(exit::SUCCEEDED)
     }
 
     /// `medic schedule ...` through `/v1/schedules`, printing what the local command prints.

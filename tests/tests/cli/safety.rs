@@ -1,0 +1,360 @@
+//! Safety rails (issue 12) through the real `medic serve`, the probe plugin and the
+//! counter target: exclusive target locks (wait and refuse), released after cancel
+//! and after rollback, lock state across a SIGKILL of the server, the circuit
+//! breaker (trip, refusal, reset), break-glass calls audited with actor and reason.
+
+use medic_tests::{CounterTarget, Medic, Server, plan};
+use serde_json::{Value, json};
+
+fn body(target: &CounterTarget, cluster: &str, extra: Value) -> Value {
+    let text = std::fs::read_to_string(plan("locked.yaml")).expect("test plan");
+    let mut params = json!({ "target": target.address(), "cluster": cluster });
+    if let Some(extra) = extra.as_object() {
+        for (k, v) in extra {
+            params[k] = v.clone();
+        }
+    }
+    json!({ "plan": text, "params": params })
+}
+
+fn refusing(target: &CounterTarget, cluster: &str) -> Value {
+    let mut b = body(target, cluster, json!({}));
+    let text = b["plan"]
+        .as_str()
+        .unwrap()
+        .replace("on_lock_busy: wait", "on_lock_busy: refuse");
+    b["plan"] = json!(text);
+    b
+}
+
+fn submit(server: &Server, body: &Value) -> String {
+    let (status, _, created) = server.post("/v1/runs", &[], body);
+    assert_eq!(status, 201, "{created}");
+    created["id"].as_str().expect("run id").to_owned()
+}
+
+fn approve(server: &Server, run: &str) {
+    let (status, _, body) = server.post(
+        &format!("/v1/runs/{run}/steps/gate/approve"),
+        &[],
+        &json!({}),
+    );
+    assert_eq!(status, 202, "{body}");
+}
+
+/// (run, state) of each lock named `name`, holders first.
+fn locks(server: &Server, name: &str) -> Vec<(String, String)> {
+    let (status, body) = server.get_json("/v1/locks");
+    assert_eq!(status, 200, "{body}");
+    body["locks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["name"] == name)
+        .map(|l| {
+            (
+                l["run_id"].as_str().unwrap().to_owned(),
+                l["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn waiting_on(server: &Server, run: &str, holder: &str) -> Value {
+    let view = server.wait_status(run, "waiting");
+    let reason = view["run"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("lock `db/orders` (exclusive) is held by run") && reason.contains(holder),
+        "the run view says which lock and who holds it: {view}"
+    );
+    assert!(
+        view["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["status"] == "pending"),
+        "nothing of a waiting run started: {view}"
+    );
+    view
+}
+
+fn held(run: &str) -> (String, String) {
+    (run.to_owned(), "held".to_owned())
+}
+
+fn waiting(run: &str) -> (String, String) {
+    (run.to_owned(), "waiting".to_owned())
+}
+
+#[test]
+fn a_second_run_on_an_exclusive_lock_waits_then_runs_and_another_target_is_not_blocked() {
+    let medic = Medic::new();
+    let target = CounterTarget::start();
+    let server = Server::admin(&medic);
+    let a = submit(&server, &body(&target, "orders", json!({})));
+    server.wait_step(&a, "gate", "approval");
+    let b = submit(&server, &body(&target, "orders", json!({})));
+    waiting_on(&server, &b, &a);
+    // Another cluster is another lock: it runs at once.
+    let c = submit(&server, &body(&target, "billing", json!({"gate": false})));
+    server.wait_status(&c, "succeeded");
+    assert_eq!(locks(&server, "db/orders"), [held(&a), waiting(&b)]);
+    assert_eq!(
+        target.value("orders"),
+        1,
+        "only the holder acted on db/orders"
+    );
+
+    approve(&server, &a);
+    server.wait_status(&a, "succeeded");
+    server.wait_step(&b, "gate", "approval");
+    assert_eq!(locks(&server, "db/orders"), [held(&b)]);
+    assert_eq!(target.value("orders"), 2);
+    approve(&server, &b);
+    server.wait_status(&b, "succeeded");
+    assert_eq!(locks(&server, "db/orders"), []);
+    let events = server.events(&b, None);
+    let statuses: Vec<&str> = events
+        .iter()
+        .filter(|e| e.1 == "run_status")
+        .filter_map(|e| e.2["data"]["status"].as_str())
+        .collect();
+    assert_eq!(statuses, ["waiting", "running", "succeeded"], "{events:?}");
+}
+
+#[test]
+fn refuse_turns_a_busy_lock_into_a_409_and_creates_no_run() {
+    let medic = Medic::new();
+    let target = CounterTarget::start();
+    let server = Server::admin(&medic);
+    let a = submit(&server, &refusing(&target, "orders"));
+    server.wait_step(&a, "gate", "approval");
+    let (status, ctype, problem) = server.post("/v1/runs", &[], &refusing(&target, "orders"));
+    assert_eq!(
+        (status, ctype.as_str()),
+        (409, "application/problem+json"),
+        "{problem}"
+    );
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("lock `db/orders` (exclusive) is held by run")
+            && detail.contains(&a)
+            && detail.contains("on_lock_busy: refuse"),
+        "{problem}"
+    );
+    assert_eq!(server.runs().len(), 1, "the refused submission left no run");
+    approve(&server, &a);
+    server.wait_status(&a, "succeeded");
+    // Free again: the same submission is accepted.
+    let b = submit(&server, &refusing(&target, "orders"));
+    server.wait_step(&b, "gate", "approval");
+}
+
+#[test]
+fn locks_are_released_after_cancel_and_after_rollback_and_a_waiting_run_can_be_cancelled() {
+    let medic = Medic::new();
+    let target = CounterTarget::start();
+    let server = Server::admin(&medic);
+    // Cancel of the holder: its bump is undone and the lock goes to the waiter.
+    let a = submit(&server, &body(&target, "orders", json!({})));
+    server.wait_step(&a, "gate", "approval");
+    let b = submit(&server, &body(&target, "orders", json!({"fail": true})));
+    waiting_on(&server, &b, &a);
+    let (status, _, r) = server.post(&format!("/v1/runs/{a}/cancel"), &[], &json!({}));
+    assert_eq!(status, 202, "{r}");
+    server.wait_status(&a, "cancelled");
+    server.wait_step(&b, "gate", "approval");
+    assert_eq!(locks(&server, "db/orders"), [held(&b)]);
+
+    // Rollback of the holder (its last step fails): released, the next waiter runs.
+    let c = submit(&server, &body(&target, "orders", json!({"gate": false})));
+    waiting_on(&server, &c, &b);
+    approve(&server, &b);
+    server.wait_status(&b, "rolled_back");
+    server.wait_status(&c, "succeeded");
+    assert_eq!(target.value("orders"), 1, "a and b undone, c applied");
+
+    // A run cancelled while it waits: nothing ran, its request is gone.
+    let d = submit(&server, &body(&target, "orders", json!({})));
+    server.wait_step(&d, "gate", "approval");
+    let e = submit(&server, &body(&target, "orders", json!({})));
+    waiting_on(&server, &e, &d);
+    let (status, _, r) = server.post(&format!("/v1/runs/{e}/cancel"), &[], &json!({}));
+    assert_eq!(status, 202, "{r}");
+    let view = server.wait_status(&e, "cancelled");
+    assert!(view["attempts"].as_array().unwrap().is_empty(), "{view}");
+    assert!(
+        view["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["status"] == "not_run"),
+        "{view}"
+    );
+    assert_eq!(locks(&server, "db/orders"), [held(&d)]);
+}
+
+#[test]
+fn lock_state_survives_a_sigkill_of_the_server_without_leak_or_deadlock() {
+    let medic = Medic::new();
+    let target = CounterTarget::start();
+    let token = medic.create_token("ops", "admin");
+    let server = Server::start(&medic, Some(&token), &[]);
+    let a = submit(&server, &body(&target, "orders", json!({})));
+    server.wait_step(&a, "gate", "approval");
+    let b = submit(&server, &body(&target, "orders", json!({})));
+    waiting_on(&server, &b, &a);
+    let Server { running, .. } = server;
+    let killed = running.kill();
+    assert_eq!(killed.code, 128 + 9, "{killed}");
+
+    let server = Server::start(&medic, Some(&token), &[]);
+    assert_eq!(
+        locks(&server, "db/orders"),
+        [held(&a), waiting(&b)],
+        "the same holder and waiter after restart"
+    );
+    waiting_on(&server, &b, &a);
+    approve(&server, &a);
+    server.wait_status(&a, "succeeded");
+    server.wait_step(&b, "gate", "approval");
+    approve(&server, &b);
+    server.wait_status(&b, "succeeded");
+    assert_eq!(locks(&server, "db/orders"), []);
+    assert_eq!(target.value("orders"), 2);
+    target.assert_each_key_applied_once();
+}
+
+#[test]
+fn the_breaker_trips_after_two_failures_refuses_runs_and_an_audited_admin_reset_closes_it() {
+    let medic = Medic::new();
+    let target = CounterTarget::start();
+    let admin = medic.create_token("alice-admin", "admin");
+    let operator = medic.create_token("bob-ops", "operator");
+    let server = Server::start(&medic, Some(&admin), &[]);
+    for cluster in ["c1", "c2"] {
+        let run = submit(
+            &server,
+            &body(&target, cluster, json!({"gate": false, "fail": true})),
+        );
+        server.wait_status(&run, "rolled_back");
+    }
+    let (status, _, problem) = server.post(
+        "/v1/runs",
+        &[],
+        &body(&target, "c3", json!({"gate": false})),
+    );
+    assert_eq!(status, 409, "{problem}");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("circuit breaker of plan `test-locked` is open")
+            && detail.contains("2 runs of it failed")
+            && detail.contains("medic breaker reset test-locked"),
+        "names the breaker, the failures and how to reset: {problem}"
+    );
+    assert_eq!(server.runs().len(), 2, "no run was created");
+    let (_, list) = server.get_json("/v1/breakers");
+    assert_eq!(list["breakers"][0]["state"], "open", "{list}");
+
+    // Reset: admin only, and only with a reason.
+    let op = server.client(Some(&operator));
+    let reply = op.call(
+        "POST",
+        "/v1/breakers/test-locked/reset",
+        Some(&json!({"reason": "x"})),
+    );
+    assert_eq!(reply.status, 403, "{:?}", reply.body);
+    let reply = server.call(
+        "POST",
+        "/v1/breakers/test-locked/reset",
+        Some(&json!({"reason": "  "})),
+    );
+    assert_eq!(reply.status, 400, "{:?}", reply.body);
+    let out = medic.remote(
+        server.url(),
+        [
+            "--token",
+            &admin,
+            "breaker",
+            "reset",
+            "test-locked",
+            "--reason",
+            "INC-7: replica disk replaced",
+        ],
+    );
+    out.expect_code(0, || out.to_string());
+    let (_, list) = server.get_json("/v1/breakers");
+    assert_eq!(list["breakers"][0]["state"], "closed", "{list}");
+    assert_eq!(list["breakers"][0]["reset_by"], "alice-admin", "{list}");
+
+    let (_, audit) = server.get_json("/v1/audit");
+    let entry = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == "/v1/breakers/test-locked/reset" && e["status"] == 200)
+        .unwrap_or_else(|| panic!("the reset is audited: {audit}"));
+    assert_eq!(
+        (&entry["token"], &entry["role"], &entry["reason"]),
+        (
+            &json!("alice-admin"),
+            &json!("admin"),
+            &json!("INC-7: replica disk replaced")
+        ),
+        "{entry}"
+    );
+    let run = submit(&server, &body(&target, "c3", json!({"gate": false})));
+    server.wait_status(&run, "succeeded");
+}
+
+#[test]
+fn an_admin_force_releases_a_lock_with_an_audited_reason_and_the_waiter_starts() {
+    let medic = Medic::new();
+    let target = CounterTarget::start();
+    let admin = medic.create_token("carol-admin", "admin");
+    let operator = medic.create_token("dave-ops", "operator");
+    let server = Server::start(&medic, Some(&admin), &[]);
+    let a = submit(&server, &body(&target, "orders", json!({})));
+    server.wait_step(&a, "gate", "approval");
+    let b = submit(&server, &body(&target, "orders", json!({"gate": false})));
+    waiting_on(&server, &b, &a);
+
+    let release = |reason: &str| json!({"name": "db/orders", "reason": reason});
+    let reply =
+        server
+            .client(Some(&operator))
+            .call("POST", "/v1/locks/release", Some(&release("x")));
+    assert_eq!(reply.status, 403, "{:?}", reply.body);
+    let reply = server.call("POST", "/v1/locks/release", Some(&release("")));
+    assert_eq!(reply.status, 400, "{:?}", reply.body);
+    assert!(
+        reply.body["detail"].as_str().unwrap().contains("reason"),
+        "{:?}",
+        reply.body
+    );
+    let reply = server.call(
+        "POST",
+        "/v1/locks/release",
+        Some(&release("run a is stuck, INC-9")),
+    );
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    assert_eq!(reply.body["released_from"], json!([a]));
+    server.wait_status(&b, "succeeded");
+
+    let (_, audit) = server.get_json("/v1/audit");
+    let entries = audit["entries"].as_array().unwrap();
+    let ok = entries
+        .iter()
+        .find(|e| e["path"] == "/v1/locks/release" && e["status"] == 200)
+        .unwrap_or_else(|| panic!("audited: {audit}"));
+    assert_eq!(
+        (&ok["token"], &ok["reason"]),
+        (&json!("carol-admin"), &json!("run a is stuck, INC-9"))
+    );
+    assert!(
+        entries.iter().any(|e| e["path"] == "/v1/locks/release"
+            && e["status"] == 403
+            && e["token"] == "dave-ops"),
+        "the refused attempt is audited too: {audit}"
+    );
+}

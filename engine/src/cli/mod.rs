@@ -118,6 +118,12 @@ enum Command {
         /// With --server: print the run id and return; the run goes on at the server.
         #[arg(long)]
         detach: bool,
+        /// Change nothing: resolve params and templates, ask each mutating action's
+        /// plugin what it would do (read-only precondition checks), run read-only
+        /// actions, and print the steps in order. No run is recorded. Exit 0 when every
+        /// check passed, 1 otherwise.
+        #[arg(long, conflicts_with = "detach")]
+        dry_run: bool,
     },
     /// List or show runs.
     Runs {
@@ -396,6 +402,7 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             plan,
             params,
             detach,
+            dry_run,
         } => {
             if plan.is_some() || detach {
                 bail!(
@@ -410,6 +417,17 @@ async fn dispatch(cli: Cli) -> Result<u8> {
                 Ok(v) => v,
                 Err(code) => return Ok(code),
             };
+            if dry_run {
+                let report = exec.dry_run(&plan, params).await?;
+                for line in crate::executor::describe_dry_run(&report) {
+                    println!("{line}");
+                }
+                return Ok(if report["ok"] == true {
+                    exit::SUCCEEDED
+                } else {
+                    exit::FAILED
+                });
+            }
             let run = exec.create(&plan, params).await?;
             println!(
                 "run {run} started: plan `{}` ({} steps, {})",

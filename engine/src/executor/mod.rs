@@ -3,6 +3,7 @@
 //! dispatches its effects: plugin calls (`plugin`), observations after a crash,
 //! timers. It is the only writer of run state. Time comes from an injected `Clock`.
 
+mod dry_run;
 mod node;
 mod plans;
 mod progress;
@@ -26,6 +27,7 @@ use crate::run::{
 };
 use crate::store::{self, Batch, NewRun, Store};
 
+pub use dry_run::describe as describe_dry_run;
 pub use node::{Node, NodeError, node_alive};
 
 /// Where time comes from: the system clock in medic, a controlled one in tests.
@@ -790,6 +792,7 @@ impl<I: Invoker> Driver<I> {
                 step_id: def.id.clone(),
                 attempt: a.attempt,
                 idempotency_key: a.key,
+                dry_run: false,
             },
             grants: a.grants,
             timeout: def.timeout,

@@ -358,3 +358,119 @@ fn an_admin_force_releases_a_lock_with_an_audited_reason_and_the_waiter_starts()
         "the refused attempt is audited too: {audit}"
     );
 }
+
+/// `medic run --dry-run` of the shipped plans/mysql/safe-restart.yaml against a real
+/// MariaDB pair: the steps are printed in order with their resolved params and what
+/// the mysql plugin's plan mode found on the servers, and the servers show that
+/// nothing changed (replication threads, read_only, rows, the primary's binlog
+/// position) and no run was recorded.
+#[test]
+fn a_dry_run_on_a_real_mariadb_pair_lists_the_steps_in_order_and_changes_nothing() {
+    use medic_tests::{ADMIN_PASSWORD, ADMIN_USER, MariaDbPair, repo_root};
+
+    let pair = MariaDbPair::start();
+    let medic = Medic::new();
+    let secrets = medic.data_dir().join("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    std::fs::write(secrets.join("mysql-medic"), format!("{ADMIN_PASSWORD}\n")).unwrap();
+    let mut toml = String::from("secrets_dir = \"secrets\"\n");
+    for (name, db) in [("primary", &pair.primary), ("replica", &pair.replica)] {
+        toml.push_str(&format!(
+            "\n[sql.{name}]\naddress = \"{}\"\nuser = \"{ADMIN_USER}\"\npassword_secret = \"mysql-medic\"\n",
+            db.address()
+        ));
+    }
+    std::fs::write(medic.data_dir().join("medic.toml"), toml).unwrap();
+    pair.primary.sql(
+        "CREATE DATABASE IF NOT EXISTS app; CREATE TABLE app.dry (id INT PRIMARY KEY); \
+         INSERT INTO app.dry VALUES (1), (2), (3)",
+    );
+    let state = || {
+        (
+            pair.replica.slave_status("Slave_IO_Running"),
+            pair.replica.slave_status("Slave_SQL_Running"),
+            pair.primary
+                .sql("SELECT @@global.read_only")
+                .trim()
+                .to_owned(),
+            pair.replica
+                .sql("SELECT @@global.read_only")
+                .trim()
+                .to_owned(),
+            pair.primary
+                .sql("SELECT @@global.gtid_binlog_pos")
+                .trim()
+                .to_owned(),
+            pair.primary
+                .sql("SELECT COUNT(*) FROM app.dry")
+                .trim()
+                .to_owned(),
+        )
+    };
+    // Let the replica apply the table first, so both threads are settled.
+    let pos = pair
+        .primary
+        .sql("SELECT @@global.gtid_binlog_pos")
+        .trim()
+        .to_owned();
+    assert_eq!(
+        pair.replica
+            .sql(&format!("SELECT MASTER_GTID_WAIT('{pos}', 20)"))
+            .trim(),
+        "0"
+    );
+    let before = state();
+    assert_eq!(
+        (before.0.as_deref(), before.1.as_deref(), before.2.as_str()),
+        (Some("Yes"), Some("Yes"), "0"),
+        "a healthy pair to start from"
+    );
+
+    let plan = repo_root().join("plans/mysql/safe-restart.yaml");
+    let out = medic.run(["run", plan.to_str().unwrap(), "--dry-run"]);
+    out.expect_code(0, || out.to_string());
+    let text = out.stdout.clone();
+    // Steps in the plan's order, with resolved params and what would be done.
+    let order: Vec<usize> = [
+        "primary-status mysql/status (read-only)",
+        "a-stop mysql/stop-replica (idempotent)",
+        "a-restart",
+        "a-start mysql/start-replica",
+        "pause-writes mysql/set-read-only (idempotent)",
+        "resume-writes mysql/set-read-only",
+    ]
+    .iter()
+    .map(|s| {
+        text.find(s)
+            .unwrap_or_else(|| panic!("`{s}` missing from the dry run:\n{text}"))
+    })
+    .collect();
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "steps out of order:\n{text}"
+    );
+    for expected in [
+        r#"with: {"server":"replica"#,
+        "would: STOP SLAVE on `replica` (now IO thread Yes, SQL thread running",
+        "check ok: is a replica",
+        "would: SET GLOBAL read_only = ON on `primary` (now OFF",
+        "would: nothing: read_only is already OFF on `primary`",
+        "check ok: connection: `primary` answers (mariadb",
+        "would: wait for an approval",
+        "dry run ok",
+    ] {
+        assert!(
+            text.contains(expected),
+            "`{expected}` missing from the dry run:\n{text}"
+        );
+    }
+
+    // Checked on the servers: nothing changed.
+    assert_eq!(state(), before, "the dry run changed the servers:\n{text}");
+    let runs = medic.run(["runs", "list", "--json"]);
+    runs.expect_code(0, || runs.to_string());
+    assert!(
+        !runs.stdout.contains("mysql-safe-restart"),
+        "a dry run records no run: {runs}"
+    );
+}

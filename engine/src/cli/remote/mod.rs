@@ -83,7 +83,8 @@ impl Remote {
                 plan,
                 params,
                 detach,
-            } => self.run(file.as_deref(), plan.as_deref(), &params, detach),
+                dry_run,
+            } => self.run(file.as_deref(), plan.as_deref(), &params, detach, dry_run),
             Command::Runs {
                 command:
                     RunsCommand::List {
@@ -332,6 +333,7 @@ impl Remote {
         plan: Option<&str>,
         params: &[String],
         detach: bool,
+        dry_run: bool,
     ) -> Result<u8> {
         let mut body = match (file, plan) {
             (Some(file), _) => json!({ "plan": read_plan(file)? }),
@@ -346,6 +348,20 @@ impl Remote {
             (None, None) => bail!("name the plan: `run FILE` or `run --plan NAME[@VERSION]`"),
         };
         body["params"] = Value::Object(parse_params(params)?);
+        if dry_run {
+            let report = self
+                .client
+                .post("dry-running the plan", "/v1/runs?dry_run=true", &body, None)?
+                .body;
+            for line in crate::executor::describe_dry_run(&report) {
+                println!("{line}");
+            }
+            return Ok(if report["ok"] == true {
+                exit::SUCCEEDED
+            } else {
+                exit::FAILED
+            });
+        }
         let submitted = self.submit(&body)?;
         let Some(run) = submitted["id"].as_str() else {
             bail!(

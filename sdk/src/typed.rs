@@ -437,6 +437,26 @@ mod tests {
     }
 
     #[test]
+    fn a_dry_run_never_invokes_a_mutating_action_by_default_and_runs_a_read_only_one() {
+        CALLS.with(|c| c.borrow_mut().clear());
+        let plan = <Demo as Plugin>::plan(
+            &ctx(),
+            "bump",
+            json!({"counter": "c", "amount": 5, "target": {"address": "127.0.0.1:1"}}),
+        )
+        .unwrap();
+        assert!(!plan.checked, "{plan:?}");
+        assert!(plan.would.contains("no plan mode"), "{plan:?}");
+        assert!(CALLS.with(|c| c.borrow().is_empty()), "bump must not run");
+        let plan = <Demo as Plugin>::plan(&ctx(), "status", json!({})).unwrap();
+        assert!(
+            plan.checked && plan.would.contains(r#"{"ok":true}"#),
+            "{plan:?}"
+        );
+        assert!(<Demo as Plugin>::plan(&ctx(), "nope", json!({})).is_err());
+    }
+
+    #[test]
     fn params_that_do_not_fit_name_the_action_and_the_field() {
         let err = <Demo as Plugin>::invoke(
             &ctx(),

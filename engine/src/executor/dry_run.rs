@@ -178,7 +178,8 @@ impl<I: Invoker> Executor<I> {
 fn file_order(plan: &Plan) -> Vec<usize> {
     let n = plan.steps.len();
     let mut waiting: Vec<usize> = plan.steps.iter().map(|s| s.needs.len()).collect();
-    let mut ready: std::collections::BTreeSet<usize> = (0..n).filter(|&i| waiting[i] == 0).collect();
+    let mut ready: std::collections::BTreeSet<usize> =
+        (0..n).filter(|&i| waiting[i] == 0).collect();
     let mut out = Vec::with_capacity(n);
     while let Some(i) = ready.pop_first() {
         out.push(i);

@@ -474,3 +474,55 @@ fn a_dry_run_on_a_real_mariadb_pair_lists_the_steps_in_order_and_changes_nothing
         "a dry run records no run: {runs}"
     );
 }
+
+/// `POST /v1/runs?dry_run=true`: the report of what would be done, with resolved
+/// params and locks, and nothing stored or applied (the counter target saw nothing,
+/// no run, no lock).
+#[test]
+fn a_dry_run_over_the_api_answers_the_plan_and_stores_nothing() {
+    let medic = Medic::new();
+    let target = CounterTarget::start();
+    let server = Server::admin(&medic);
+    let (status, _, report) = server.post(
+        "/v1/runs?dry_run=true",
+        &[],
+        &body(&target, "orders", json!({})),
+    );
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["dry_run"], true);
+    assert_eq!(
+        report["locks"],
+        json!([{"name": "db/orders", "mode": "exclusive"}])
+    );
+    let steps: Vec<(&str, &str)> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["id"].as_str().unwrap(), s["kind"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("bump", "action"),
+            ("gate", "approval"),
+            ("finish", "action")
+        ],
+        "{report}"
+    );
+    assert_eq!(
+        report["steps"][0]["params"]["counter"], "orders",
+        "templates resolved: {report}"
+    );
+    assert_eq!(report["steps"][0]["effect"], "mutating");
+    assert_eq!(
+        report["steps"][0]["checked"], false,
+        "probe has no plan mode, and says so: {report}"
+    );
+    assert!(server.runs().is_empty(), "no run stored");
+    assert_eq!(locks(&server, "db/orders"), []);
+    assert!(
+        target.applied().is_empty(),
+        "nothing applied: {:?}",
+        target.applied()
+    );
+}

@@ -18,31 +18,56 @@ pub fn plan(ctx: &Context, action: &str, params: Value) -> Result<DryRun, Failur
         .ok_or_else(|| Failure::unknown_action(action))?;
     if effect == Effect::ReadOnly {
         let output = Mysql::invoke(ctx, action, params)?;
-        return Ok(DryRun::would(format!("read (ran for real, read-only): {output}")));
+        return Ok(DryRun::would(format!(
+            "read (ran for real, read-only): {output}"
+        )));
     }
-    let Some(server) = params.get("server").and_then(Value::as_str).map(str::to_owned) else {
-        return Ok(DryRun::would(format!("run `{action}` (no single server to check)")));
+    let Some(server) = params
+        .get("server")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+    else {
+        return Ok(DryRun::would(format!(
+            "run `{action}` (no single server to check)"
+        )));
     };
     let s = Server::new(&server);
     let flavor = match s.flavor() {
         Ok(f) => f,
         Err(e) => {
-            return Ok(DryRun::would(format!("run `{action}` on `{server}`")).check(
-                "connection",
-                false,
-                e.message,
-            ));
+            return Ok(
+                DryRun::would(format!("run `{action}` on `{server}`")).check(
+                    "connection",
+                    false,
+                    e.message,
+                ),
+            );
         }
     };
     let connected = |would: String| {
-        DryRun::would(would).check("connection", true, format!("`{server}` answers ({} {}.{}.{})", flavor.name(), flavor.version.0, flavor.version.1, flavor.version.2))
+        DryRun::would(would).check(
+            "connection",
+            true,
+            format!(
+                "`{server}` answers ({} {}.{}.{})",
+                flavor.name(),
+                flavor.version.0,
+                flavor.version.1,
+                flavor.version.2
+            ),
+        )
     };
     let flag = |b: bool| if b { "ON" } else { "OFF" };
     Ok(match action {
         "set-read-only" => {
-            let want = params.get("read_only").and_then(Value::as_bool).unwrap_or(true);
+            let want = params
+                .get("read_only")
+                .and_then(Value::as_bool)
+                .unwrap_or(true);
             let (ro, sro) = crate::admin::read_only_state(&s)?;
-            let sro = sro.map(|v| format!(", super_read_only {}", flag(v))).unwrap_or_default();
+            let sro = sro
+                .map(|v| format!(", super_read_only {}", flag(v)))
+                .unwrap_or_default();
             if ro == want {
                 connected(format!(
                     "nothing: read_only is already {} on `{server}`{sro}",
@@ -58,7 +83,11 @@ pub fn plan(ctx: &Context, action: &str, params: Value) -> Result<DryRun, Failur
         }
         "stop-replica" | "start-replica" => {
             let start = action == "start-replica";
-            let statement = if start { flavor.start_replica() } else { flavor.stop_replica() };
+            let statement = if start {
+                flavor.start_replica()
+            } else {
+                flavor.stop_replica()
+            };
             match s.replica_status()? {
                 None if start => connected(format!("{statement} on `{server}`")).check(
                     "is a replica",

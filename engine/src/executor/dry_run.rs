@@ -249,6 +249,17 @@ pub fn describe(report: &Value) -> Vec<String> {
             lines.push(format!("       error: {e}"));
         }
     }
+    let unchecked = report["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["checked"] == false)
+        .count();
+    if unchecked > 0 {
+        lines.push(format!(
+            "note: {unchecked} step(s) could not be checked: their plugin has no plan mode for the action"
+        ));
+    }
     lines.push(if report["ok"] == true {
         "dry run ok: every check passed".into()
     } else {

@@ -526,3 +526,53 @@ fn a_dry_run_over_the_api_answers_the_plan_and_stores_nothing() {
         target.applied()
     );
 }
+
+/// A scheduled fire the rails refuse (its lock is busy under `refuse`) is recorded
+/// as a skipped due time (`refused`), once, and creates no run, instead of being
+/// tried again every second.
+#[test]
+fn a_scheduled_fire_refused_by_a_busy_lock_is_skipped_once_and_recorded() {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    let medic = Medic::new();
+    let target = CounterTarget::start();
+    let server = Server::admin(&medic);
+    let text = refusing(&target, "orders")["plan"].clone();
+    let (status, _, body) = server.post("/v1/plans", &[], &json!({ "plan": text }));
+    assert_eq!(status, 201, "{body}");
+    let holder = submit(&server, &refusing(&target, "orders"));
+    server.wait_step(&holder, "gate", "approval");
+
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let due = (now / 1000 + 3) * 1000;
+    let t = due / 1000;
+    let cron = format!("{} {} {} * * *", t % 60, (t / 60) % 60, (t / 3600) % 24);
+    let (status, _, body) = server.post(
+        "/v1/schedules",
+        &[],
+        &json!({
+            "name": "locked-nightly",
+            "plan": "test-locked@1",
+            "params": { "target": target.address(), "cluster": "orders" },
+            "cron": cron,
+        }),
+    );
+    assert_eq!(status, 201, "{body}");
+    let history = || {
+        let (_, body) = server.get_json("/v1/schedules/locked-nightly");
+        body["history"].as_array().cloned().unwrap_or_default()
+    };
+    let row = medic_tests::poll_until(
+        Duration::from_secs(15),
+        "the due time is handled",
+        || history().into_iter().find(|h| h["due_at"] == json!(due)),
+        || format!("{:?}", history()),
+    );
+    assert_eq!(row["outcome"], "refused", "{row}");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(history().len(), 1, "handled once: {:?}", history());
+    assert_eq!(server.runs().len(), 1, "only the holder's run exists");
+}

@@ -525,6 +525,35 @@ fn a_dry_run_over_the_api_answers_the_plan_and_stores_nothing() {
         "nothing applied: {:?}",
         target.applied()
     );
+
+    // The CLI over --server prints the same report.
+    let token = medic.create_token("cli", "operator");
+    let out = medic.remote(
+        server.url(),
+        [
+            "--token",
+            &token,
+            "run",
+            plan("locked.yaml").to_str().unwrap(),
+            "-p",
+            &format!("target={}", target.address()),
+            "-p",
+            "cluster=orders",
+            "--dry-run",
+        ],
+    );
+    out.expect_code(0, || out.to_string());
+    for expected in [
+        "dry run of plan `test-locked`",
+        "locks: db/orders (exclusive)",
+        "1. bump probe/counter-add (mutating)",
+        "2. gate",
+        "3. finish probe/counter-add (mutating)",
+        "note: 2 step(s) could not be checked",
+    ] {
+        assert!(out.stdout.contains(expected), "`{expected}` missing: {out}");
+    }
+    assert!(server.runs().is_empty() && target.applied().is_empty());
 }
 
 /// A scheduled fire the rails refuse (its lock is busy under `refuse`) is recorded

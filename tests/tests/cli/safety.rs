@@ -605,3 +605,42 @@ fn a_scheduled_fire_refused_by_a_busy_lock_is_skipped_once_and_recorded() {
     assert_eq!(history().len(), 1, "handled once: {:?}", history());
     assert_eq!(server.runs().len(), 1, "only the holder's run exists");
 }
+
+/// The operator's global cap (medic.toml `[safety] concurrent_targets = 1`): a run on
+/// another target waits while one target is held, with the cap named, and starts
+/// when the holder ends. A cap of 0 is refused at start-up with the field named.
+#[test]
+fn a_global_concurrent_targets_cap_from_medic_toml_makes_another_target_wait() {
+    let medic = Medic::new();
+    let target = CounterTarget::start();
+    std::fs::write(
+        medic.data_dir().join("medic.toml"),
+        "[safety]\nconcurrent_targets = 0\n",
+    )
+    .unwrap();
+    let bad = medic.run(["validate", plan("locked.yaml").to_str().unwrap()]);
+    assert!(
+        bad.code != 0 && bad.stderr.contains("[safety] concurrent_targets = 0"),
+        "{bad}"
+    );
+    std::fs::write(
+        medic.data_dir().join("medic.toml"),
+        "[safety]\nconcurrent_targets = 1\n",
+    )
+    .unwrap();
+    let server = Server::admin(&medic);
+    let a = submit(&server, &body(&target, "orders", json!({})));
+    server.wait_step(&a, "gate", "approval");
+    let b = submit(&server, &body(&target, "billing", json!({"gate": false})));
+    let view = server.wait_status(&b, "waiting");
+    let reason = view["run"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("medic.toml [safety] concurrent_targets is 1")
+            && reason.contains("db/orders"),
+        "{view}"
+    );
+    assert_eq!(target.value("billing"), 0);
+    approve(&server, &a);
+    server.wait_status(&b, "succeeded");
+    assert_eq!(target.value("billing"), 1);
+}

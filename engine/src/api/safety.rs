@@ -13,15 +13,76 @@ use super::auth::{AuditReason, Caller};
 use super::{ApiError, Problem, Shared};
 use crate::store::{BreakerRow, LockRow};
 
+/// A lock held or awaited by an unfinished run.
+#[derive(Serialize, ToSchema)]
+pub(super) struct LockView {
+    name: String,
+    run_id: String,
+    plan_name: String,
+    /// `shared` or `exclusive`.
+    mode: String,
+    /// `held` or `waiting`.
+    state: String,
+    /// When it was granted (epoch ms); null while waiting.
+    granted_at: Option<i64>,
+}
+
+impl From<LockRow> for LockView {
+    fn from(r: LockRow) -> LockView {
+        LockView {
+            name: r.name,
+            run_id: r.run_id,
+            plan_name: r.plan_name,
+            mode: r.mode,
+            state: r.state,
+            granted_at: r.granted_at,
+        }
+    }
+}
+
+/// A plan's circuit breaker.
+#[derive(Serialize, ToSchema)]
+pub(super) struct BreakerView {
+    plan: String,
+    /// Failed (or rolled back) runs within `window_ms` that open it.
+    failures: u32,
+    window_ms: i64,
+    /// `open` (new runs refused) or `closed`.
+    state: String,
+    opened_at: Option<i64>,
+    /// Failed runs counted when it opened.
+    failed_runs: Option<u32>,
+    reset_at: Option<i64>,
+    /// The token (or `local:USER`) that last reset it.
+    reset_by: Option<String>,
+    reset_reason: Option<String>,
+}
+
+impl From<BreakerRow> for BreakerView {
+    fn from(r: BreakerRow) -> BreakerView {
+        BreakerView {
+            plan: r.plan,
+            failures: r.failures,
+            window_ms: r.window_ms,
+            state: r.state,
+            opened_at: r.opened_at,
+            failed_runs: r.failed_runs,
+            reset_at: r.reset_at,
+            reset_by: r.reset_by,
+            reset_reason: r.reset_reason,
+        }
+    }
+}
+
 #[derive(Serialize, ToSchema)]
 pub(super) struct LockList {
     /// By name; holders before waiters, each oldest first.
-    locks: Vec<LockRow>,
+    locks: Vec<LockView>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub(super) struct BreakerList {
-    breakers: Vec<BreakerRow>,
+    breakers: Vec<BreakerView>,
 }
 
 /// A break-glass call's body.
@@ -64,7 +125,14 @@ fn reason(r: &str) -> Result<String, ApiError> {
     responses((status = 200, description = "the locks", body = LockList)))]
 pub(super) async fn locks(State(s): Shared) -> Result<Json<LockList>, ApiError> {
     Ok(Json(LockList {
-        locks: s.exec.store().locks(None).await?,
+        locks: s
+            .exec
+            .store()
+            .locks(None)
+            .await?
+            .into_iter()
+            .map(LockView::from)
+            .collect(),
     }))
 }
 
@@ -110,7 +178,14 @@ pub(super) async fn release(
     responses((status = 200, description = "the breakers", body = BreakerList)))]
 pub(super) async fn breakers(State(s): Shared) -> Result<Json<BreakerList>, ApiError> {
     Ok(Json(BreakerList {
-        breakers: s.exec.store().breakers().await?,
+        breakers: s
+            .exec
+            .store()
+            .breakers()
+            .await?
+            .into_iter()
+            .map(BreakerView::from)
+            .collect(),
     }))
 }
 
@@ -120,7 +195,7 @@ pub(super) async fn breakers(State(s): Shared) -> Result<Json<BreakerList>, ApiE
     params(("plan" = String, Path, description = "the plan's name")),
     request_body = ResetBody,
     responses(
-        (status = 200, description = "the breaker, closed", body = BreakerRow),
+        (status = 200, description = "the breaker, closed", body = BreakerView),
         (status = 400, description = "bad body or no reason", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "the plan has no breaker", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "the body is not `application/json`", body = Problem, content_type = "application/problem+json"),
@@ -140,5 +215,9 @@ pub(super) async fn reset(
         .reset_breaker(&plan, &caller.name, &why, s.exec.now())
         .await?;
     tracing::warn!(plan = %plan, by = %caller.name, reason = %why, "circuit breaker reset (break-glass)");
-    Ok((axum::Extension(AuditReason(why)), Json(row)).into_response())
+    Ok((
+        axum::Extension(AuditReason(why)),
+        Json(BreakerView::from(row)),
+    )
+        .into_response())
 }

@@ -65,7 +65,7 @@ pub enum Acquired {
 }
 
 /// A lock as `GET /v1/locks` lists it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct LockRow {
     pub name: String,
     pub run_id: String,
@@ -78,7 +78,7 @@ pub struct LockRow {
 }
 
 /// A plan's circuit breaker as `GET /v1/breakers` lists it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct BreakerRow {
     pub plan: String,
     /// Failures within `window_ms` that open it.

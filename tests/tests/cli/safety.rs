@@ -644,3 +644,70 @@ fn a_global_concurrent_targets_cap_from_medic_toml_makes_another_target_wait() {
     server.wait_status(&b, "succeeded");
     assert_eq!(target.value("billing"), 1);
 }
+
+/// The same break-glass release from medic's host, without a server in between
+/// (`medic locks release` on the database the server uses): audited as `local:USER`
+/// with the reason; a reason is mandatory and a lock nobody holds is an error.
+#[test]
+fn the_local_cli_lists_and_force_releases_a_lock_and_the_audit_log_keeps_the_reason() {
+    let medic = Medic::new();
+    let target = CounterTarget::start();
+    let server = Server::admin(&medic);
+    let a = submit(&server, &body(&target, "orders", json!({})));
+    server.wait_step(&a, "gate", "approval");
+    let b = submit(&server, &body(&target, "orders", json!({"gate": false})));
+    waiting_on(&server, &b, &a);
+
+    let list = medic.run(["locks", "list"]);
+    list.expect_code(0, || list.to_string());
+    assert!(
+        list.stdout.contains("db/orders")
+            && list.stdout.contains(&a)
+            && list.stdout.contains("waiting"),
+        "{list}"
+    );
+    let no_reason = medic.run(["locks", "release", "db/orders", "--reason", " "]);
+    assert!(
+        no_reason.code != 0 && no_reason.stderr.contains("--reason must say why"),
+        "{no_reason}"
+    );
+    let nobody = medic.run(["locks", "release", "db/none", "--reason", "x"]);
+    assert!(
+        nobody.code != 0 && nobody.stderr.contains("nobody holds lock `db/none`"),
+        "{nobody}"
+    );
+    let out = medic
+        .command([
+            "locks",
+            "release",
+            "db/orders",
+            "--reason",
+            "INC-11 holder wedged",
+        ])
+        .env("USER", "erin")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server.wait_status(&b, "succeeded");
+
+    let (_, audit) = server.get_json("/v1/audit");
+    let entry = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["method"] == "CLI")
+        .unwrap_or_else(|| panic!("the local release is audited: {audit}"));
+    assert_eq!(
+        (&entry["token"], &entry["path"], &entry["reason"]),
+        (
+            &json!("local:erin"),
+            &json!("medic locks release db/orders"),
+            &json!("INC-11 holder wedged")
+        ),
+        "{entry}"
+    );
+}

@@ -175,6 +175,7 @@ async fn plugin_calls(host: &Arc<Host>, n: usize) -> Vec<Duration> {
                 step_id: "s".into(),
                 attempt: 1,
                 idempotency_key: format!("bench/s/{i}"),
+                dry_run: false,
             },
             grants: Default::default(),
             timeout: None,

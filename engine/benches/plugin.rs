@@ -182,6 +182,7 @@ async fn call_times(host: &Host, n: usize) -> Vec<Duration> {
                 step_id: "s".into(),
                 attempt: 1,
                 idempotency_key: format!("bench/s/{i}"),
+                dry_run: false,
             },
             grants: Default::default(),
             timeout: None,

@@ -125,7 +125,7 @@ impl Metrics {
             SCHEDULE_DUE_TIMES.into(),
             None,
             "Schedule due times this process handled, by outcome: fired, or why it was skipped \
-             (missed, coalesced, outside-window, overlap, plan-error)."
+             (missed, coalesced, outside-window, overlap, plan-error, refused)."
                 .into(),
         );
         recorder.describe_histogram(

@@ -37,7 +37,13 @@ impl<P: Plugin> bindings::Guest for Adapter<P> {
 
     fn invoke(ctx: wit::Context, action: String, params: String) -> Result<String, wit::Failure> {
         let params = parse_params(&action, &params)?;
-        let output = P::invoke(&context_from_wit(ctx), &action, params).map_err(failure_to_wit)?;
+        let dry_run = ctx.dry_run;
+        let ctx = context_from_wit(ctx);
+        if dry_run {
+            let plan = P::plan(&ctx, &action, params).map_err(failure_to_wit)?;
+            return Ok(serde_json::to_string(&plan).expect("a dry run serializes"));
+        }
+        let output = P::invoke(&ctx, &action, params).map_err(failure_to_wit)?;
         Ok(output.to_string())
     }
 

@@ -88,6 +88,14 @@ pub trait Plugin {
             "the plugin cannot observe the effect of `{action}`"
         )))
     }
+
+    /// A dry run of `action` (`medic run --dry-run`): must change nothing. Checks the
+    /// action's preconditions with reads only and says what `invoke` would do. The
+    /// default checks nothing and says so ([`DryRun::unchecked`]).
+    fn plan(ctx: &Context, action: &str, params: Value) -> Result<DryRun, Failure> {
+        let _ = (ctx, params);
+        Ok(DryRun::unchecked(action))
+    }
 }
 
 /// Exports a [`Plugin`] implementation as the component's `medic:plugin/plugin`

@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::{Action, Context, Effect, Failure, Manifest, Observation, Plugin};
+use crate::{Action, Context, DryRun, Effect, Failure, Manifest, Observation, Plugin};
 
 /// One action of a plugin, written as a type (usually a unit struct).
 ///
@@ -73,6 +73,15 @@ pub trait TypedAction: 'static {
             Self::NAME
         )))
     }
+
+    /// A dry run (`medic run --dry-run`): must change nothing. Check the
+    /// preconditions with reads only and say what `invoke` would do. A read-only
+    /// action is not asked: the SDK runs its `invoke` (it has no effect) and reports
+    /// the output. The default for other actions checks nothing and says so.
+    fn plan(ctx: &Context, params: Self::Params) -> Result<DryRun, Failure> {
+        let _ = (ctx, params);
+        Ok(DryRun::unchecked(Self::NAME))
+    }
 }
 
 /// A plugin made of typed actions. Implementing it is all a plugin needs besides its
@@ -101,8 +110,13 @@ impl<P: TypedPlugin> Plugin for P {
     fn observe(ctx: &Context, action: &str, params: Value) -> Result<Observation, Failure> {
         P::actions().observe(ctx, action, params)
     }
+
+    fn plan(ctx: &Context, action: &str, params: Value) -> Result<DryRun, Failure> {
+        P::actions().plan(ctx, action, params)
+    }
 }
 
+type PlanFn = fn(&Context, Value) -> Result<DryRun, Failure>;
 type InvokeFn = fn(&Context, Value) -> Result<Value, Failure>;
 type ObserveFn = fn(&Context, Value) -> Result<Observation, Failure>;
 
@@ -112,6 +126,7 @@ struct Entry {
     describe: fn() -> Action,
     invoke: InvokeFn,
     observe: ObserveFn,
+    plan: PlanFn,
 }
 
 /// The typed actions of a plugin, by name: builds the manifest and routes calls.
@@ -141,6 +156,7 @@ impl Actions {
             describe: describe::<A>,
             invoke: invoke::<A>,
             observe: observe::<A>,
+            plan: plan::<A>,
         });
         self
     }
@@ -167,6 +183,11 @@ impl Actions {
         params: Value,
     ) -> Result<Observation, Failure> {
         (self.entry(action)?.observe)(ctx, params)
+    }
+
+    /// A dry run of `action` (see [`TypedAction::plan`]).
+    pub fn plan(&self, ctx: &Context, action: &str, params: Value) -> Result<DryRun, Failure> {
+        (self.entry(action)?.plan)(ctx, params)
     }
 
     fn entry(&self, action: &str) -> Result<&Entry, Failure> {
@@ -204,6 +225,17 @@ fn observe<A: TypedAction>(ctx: &Context, params: Value) -> Result<Observation, 
         Observation::NotDone => Observation::NotDone,
         Observation::Unknown(why) => Observation::Unknown(why),
     })
+}
+
+fn plan<A: TypedAction>(ctx: &Context, params: Value) -> Result<DryRun, Failure> {
+    let params = parse_params::<A::Params>(A::NAME, params)?;
+    if A::EFFECT == Effect::ReadOnly {
+        let output = to_output(A::NAME, &A::invoke(ctx, params)?)?;
+        return Ok(DryRun::would(format!(
+            "read (ran for real, read-only): {output}"
+        )));
+    }
+    A::plan(ctx, params)
 }
 
 /// The JSON Schema of `T` as medic reads it: draft 2020-12, everything inline except
@@ -402,6 +434,26 @@ mod tests {
         assert_eq!(CALLS.with(|c| c.borrow().clone()), ["bump c 2"]);
         let out = <Demo as Plugin>::invoke(&ctx(), "status", json!({})).unwrap();
         assert_eq!(out, json!({"ok": true}));
+    }
+
+    #[test]
+    fn a_dry_run_never_invokes_a_mutating_action_by_default_and_runs_a_read_only_one() {
+        CALLS.with(|c| c.borrow_mut().clear());
+        let plan = <Demo as Plugin>::plan(
+            &ctx(),
+            "bump",
+            json!({"counter": "c", "amount": 5, "target": {"address": "127.0.0.1:1"}}),
+        )
+        .unwrap();
+        assert!(!plan.checked, "{plan:?}");
+        assert!(plan.would.contains("no plan mode"), "{plan:?}");
+        assert!(CALLS.with(|c| c.borrow().is_empty()), "bump must not run");
+        let plan = <Demo as Plugin>::plan(&ctx(), "status", json!({})).unwrap();
+        assert!(
+            plan.checked && plan.would.contains(r#"{"ok":true}"#),
+            "{plan:?}"
+        );
+        assert!(<Demo as Plugin>::plan(&ctx(), "nope", json!({})).is_err());
     }
 
     #[test]

@@ -182,3 +182,59 @@ mod tests {
         assert_eq!(ok.ms, 5);
     }
 }
+
+/// What a dry run of an action found (see [`Plugin::plan`](crate::Plugin::plan) and
+/// [`TypedAction::plan`](crate::TypedAction::plan)): what it would do, and the
+/// read-only checks of its preconditions.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DryRun {
+    /// Whether the plugin checked anything (false: no plan mode for this action).
+    pub checked: bool,
+    /// What the action would do, e.g. `SET GLOBAL read_only = ON on replica`.
+    pub would: String,
+    pub checks: Vec<Check>,
+}
+
+/// One read-only precondition check of a dry run.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Check {
+    pub what: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+impl DryRun {
+    /// What the default plan mode answers: nothing was checked.
+    pub fn unchecked(action: &str) -> DryRun {
+        DryRun {
+            checked: false,
+            would: format!(
+                "run `{action}` (the plugin has no plan mode for it: no precondition was checked)"
+            ),
+            checks: Vec::new(),
+        }
+    }
+
+    /// A checked plan that would do `would`; add checks with [`DryRun::check`].
+    pub fn would(would: impl Into<String>) -> DryRun {
+        DryRun {
+            checked: true,
+            would: would.into(),
+            checks: Vec::new(),
+        }
+    }
+
+    pub fn check(mut self, what: impl Into<String>, ok: bool, detail: impl Into<String>) -> DryRun {
+        self.checks.push(Check {
+            what: what.into(),
+            ok,
+            detail: detail.into(),
+        });
+        self
+    }
+
+    /// Whether every check passed.
+    pub fn ok(&self) -> bool {
+        self.checks.iter().all(|c| c.ok)
+    }
+}

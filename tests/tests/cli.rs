@@ -49,6 +49,8 @@ mod rollback;
 mod run;
 #[path = "cli/runs_api.rs"]
 mod runs_api;
+#[path = "cli/safety.rs"]
+mod safety;
 #[path = "cli/schedules.rs"]
 mod schedules;
 #[path = "cli/sql.rs"]

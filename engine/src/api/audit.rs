@@ -36,6 +36,10 @@ pub(super) struct AuditEntryView {
     pub step_id: Option<String>,
     /// The HTTP status the call got; 401 and 403 are refusals.
     pub status: u16,
+    /// The reason an admin gave for a break-glass call (lock release, breaker
+    /// reset); absent for other calls.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl From<AuditRow> for AuditEntryView {
@@ -50,6 +54,7 @@ impl From<AuditRow> for AuditEntryView {
             run_id: r.run_id,
             step_id: r.step_id,
             status: r.status,
+            reason: r.reason,
         }
     }
 }

@@ -173,6 +173,11 @@ const NO_TOKEN: &str = "this call needs a token: send `Authorization: Bearer TOK
 #[derive(Debug, Clone)]
 pub(super) struct AuditRun(pub String);
 
+/// The reason an admin gave for a break-glass call (force-releasing a lock,
+/// resetting a breaker), for its audit entry.
+#[derive(Debug, Clone)]
+pub(super) struct AuditReason(pub String);
+
 /// Remembers when each token's use was last written, so a busy client costs one
 /// write a minute, not one per request.
 #[derive(Default)]
@@ -287,6 +292,7 @@ pub(super) async fn identify(
         run_id,
         step_id: param("step"),
         status: resp.status().as_u16(),
+        reason: resp.extensions().get::<AuditReason>().map(|r| r.0.clone()),
     };
     if let Err(e) = s.exec.store().record_audit(entry.clone()).await {
         // The call itself has happened; losing its audit entry is logged loudly.

@@ -209,8 +209,11 @@ impl From<JsonRejection> for ApiError {
 impl From<store::Error> for ApiError {
     fn from(e: store::Error) -> ApiError {
         match e {
-            store::Error::RunNotFound(_) | store::Error::PlanNotFound(_) => {
-                ApiError::not_found(e.to_string())
+            store::Error::RunNotFound(_)
+            | store::Error::PlanNotFound(_)
+            | store::Error::BreakerNotFound(_) => ApiError::not_found(e.to_string()),
+            store::Error::Busy { .. } | store::Error::BreakerOpen { .. } => {
+                ApiError::conflict(e.to_string())
             }
             ref e if e.unavailable().is_some() => {
                 let hint = e.unavailable().unwrap_or_default();
@@ -237,6 +240,11 @@ impl From<executor::Error> for ApiError {
             executor::Error::NotApplicable(_) | executor::Error::Owned { .. } => {
                 ApiError::conflict(e.to_string())
             }
+            executor::Error::Locks(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Invalid params",
+                e.to_string(),
+            ),
             e => ApiError::internal(e.to_string()),
         }
     }

@@ -16,6 +16,7 @@ mod error;
 mod plans;
 mod plugins;
 mod runs;
+mod safety;
 pub mod scheduler;
 mod schedules;
 pub mod tls;
@@ -137,6 +138,7 @@ impl AppState {
         (name = "plans", description = "Plan documents: validate and register versions"),
         (name = "schedules", description = "Preventive maintenance: plans run on a cron schedule"),
         (name = "plugins", description = "Installed plugins: list, inspect, install"),
+        (name = "safety", description = "Safety rails: target locks, circuit breakers, break-glass"),
         (name = "service", description = "Health, readiness, metrics and this document"),
     )
 )]
@@ -178,6 +180,10 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(needs(Viewer, routes!(plugins::inspect)))
         .routes(needs(Admin, routes!(plugins::install)))
         .routes(needs(Admin, routes!(audit::list)))
+        .routes(needs(Viewer, routes!(safety::locks)))
+        .routes(needs(Admin, routes!(safety::release)))
+        .routes(needs(Viewer, routes!(safety::breakers)))
+        .routes(needs(Admin, routes!(safety::reset)))
 }
 
 /// The OpenAPI 3.1 document of every route [`router`] serves.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -42,6 +42,11 @@ pub(super) struct SubmitBody {
     params: Map<String, Value>,
 }
 
+#[derive(Deserialize)]
+pub(super) struct SubmitQuery {
+    dry_run: Option<bool>,
+}
+
 /// The run a submission created, or found by its `Idempotency-Key`.
 #[derive(Serialize, ToSchema)]
 pub(super) struct Submitted {
@@ -57,13 +62,15 @@ pub(super) struct Submitted {
     request_body = SubmitBody,
     params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255,
         pattern = "^[!-~]([ -~]*[!-~])?$",
-        description = "1 to 255 visible ASCII characters; the same key returns the same run")),
+        description = "1 to 255 visible ASCII characters; the same key returns the same run"),
+        ("dry_run" = Option<bool>, Query, description = "change nothing: resolve params and templates, ask each mutating action's plugin what it would do (read-only checks), run read-only actions, answer 200 `{dry_run, plan, hash, params, locks, ok, steps: [{order, id, kind, uses, effect, params, would, checked, checks, output, error}]}`; no run is stored")),
     responses(
         (status = 201, description = "the run was created and is running", body = Submitted,
             headers(("location" = String, description = "the run's URL"))),
-        (status = 200, description = "the `Idempotency-Key` named an existing run", body = Submitted),
+        (status = 200, description = "the `Idempotency-Key` named an existing run; or, with `dry_run=true`, the dry run's report (nothing stored)", body = Submitted),
         (status = 400, description = "bad body or `Idempotency-Key`, or not exactly one of `plan` and `plan_name`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "no registered plan of that name or version", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "refused by the safety rails, nothing was created: the plan's circuit breaker is open, a lock is held by another run (`on_lock_busy: refuse`), or a blast-radius limit is reached (`refuse`) or can never be met", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "the body is not `application/json`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "the plan or params are invalid; nothing was run", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -71,8 +78,10 @@ pub(super) async fn submit(
     State(s): Shared,
     caller: Caller,
     headers: HeaderMap,
+    query: Result<Query<SubmitQuery>, QueryRejection>,
     body: Result<Json<SubmitBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let Json(body) = body?;
     let key = match headers.get("idempotency-key") {
         Some(v) => Some(
@@ -126,6 +135,10 @@ pub(super) async fn submit(
             (plan, Some(stored.version), params)
         }
     };
+    if query.dry_run == Some(true) {
+        let report = s.exec.dry_run(&plan, params).await?;
+        return Ok((StatusCode::OK, Json(report)).into_response());
+    }
     let (run, created) = s
         .exec
         .submit(

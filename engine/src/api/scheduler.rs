@@ -192,6 +192,21 @@ async fn apply(
                     fired += 1;
                 }
                 Err(executor::Error::Store(store::Error::AlreadyFired { .. })) => {}
+                // The safety rails refused the run (open breaker, busy lock under
+                // `refuse`, a limit, locks that do not render): the due time is
+                // skipped and recorded, not tried again every second.
+                Err(
+                    e @ (executor::Error::Store(
+                        store::Error::BreakerOpen { .. } | store::Error::Busy { .. },
+                    )
+                    | executor::Error::Locks(_)),
+                ) => {
+                    tracing::warn!(schedule = %row.name, due = f.due, error = %e, "the safety rails refused this due time's run; it is skipped");
+                    store
+                        .skip_due_times(row.id, vec![(f.due, "refused")], f.due, now)
+                        .await?;
+                    metrics.schedule_due_time("refused");
+                }
                 Err(e) => return Err(e),
             }
         }

@@ -5,6 +5,7 @@
 mod plugin;
 mod progress;
 mod remote;
+mod safety;
 mod schedule;
 
 use std::path::PathBuf;
@@ -117,6 +118,12 @@ enum Command {
         /// With --server: print the run id and return; the run goes on at the server.
         #[arg(long)]
         detach: bool,
+        /// Change nothing: resolve params and templates, ask each mutating action's
+        /// plugin what it would do (read-only precondition checks), run read-only
+        /// actions, and print the steps in order. No run is recorded. Exit 0 when every
+        /// check passed, 1 otherwise.
+        #[arg(long, conflicts_with = "detach")]
+        dry_run: bool,
     },
     /// List or show runs.
     Runs {
@@ -159,6 +166,16 @@ enum Command {
     Schedule {
         #[command(subcommand)]
         command: schedule::ScheduleCommand,
+    },
+    /// Target locks: list them; break-glass release (admin, with --reason).
+    Locks {
+        #[command(subcommand)]
+        command: safety::LocksCommand,
+    },
+    /// Plans' circuit breakers: list them; break-glass reset (admin, with --reason).
+    Breaker {
+        #[command(subcommand)]
+        command: safety::BreakerCommand,
     },
     /// Carry on with unfinished runs whose medic process died (all, or RUN).
     Resume { run: Option<String> },
@@ -327,11 +344,18 @@ impl Env {
         Ok(Store::open(&self.data_dir.join("medic.db"))?)
     }
 
-    fn host(&self) -> Result<Host> {
-        let operator = match &self.config {
+    fn operator(&self) -> Result<OperatorConfig> {
+        Ok(match &self.config {
             Some(path) => OperatorConfig::load(path).map_err(anyhow::Error::msg)?,
             None => OperatorConfig::default(),
-        };
+        })
+    }
+
+    fn host(&self) -> Result<Host> {
+        self.host_with(self.operator()?)
+    }
+
+    fn host_with(&self, operator: OperatorConfig) -> Result<Host> {
         let mut config = HostConfig::new(self.plugin_dirs.clone(), Duration::from_secs(300));
         config.operator = Arc::new(operator);
         config.artifacts_dir = Some(self.data_dir.join("artifacts"));
@@ -343,12 +367,18 @@ impl Env {
 
     fn executor(&self) -> Result<Executor<Host>> {
         let node = Node::register(&self.data_dir)?;
+        let operator = self.operator()?;
+        let limits = crate::executor::GlobalLimits {
+            concurrent_targets: operator.safety.concurrent_targets,
+            targets_per_hour: operator.safety.targets_per_hour,
+        };
         Ok(Executor::new(
             self.store()?,
-            Arc::new(self.host()?),
+            Arc::new(self.host_with(operator)?),
             Arc::new(SystemClock),
             node,
-        ))
+        )
+        .with_limits(limits))
     }
 }
 
@@ -376,6 +406,7 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             plan,
             params,
             detach,
+            dry_run,
         } => {
             if plan.is_some() || detach {
                 bail!(
@@ -390,6 +421,17 @@ async fn dispatch(cli: Cli) -> Result<u8> {
                 Ok(v) => v,
                 Err(code) => return Ok(code),
             };
+            if dry_run {
+                let report = exec.dry_run(&plan, params).await?;
+                for line in crate::executor::describe_dry_run(&report) {
+                    println!("{line}");
+                }
+                return Ok(if report["ok"] == true {
+                    exit::SUCCEEDED
+                } else {
+                    exit::FAILED
+                });
+            }
             let run = exec.create(&plan, params).await?;
             println!(
                 "run {run} started: plan `{}` ({} steps, {})",
@@ -397,6 +439,13 @@ async fn dispatch(cli: Cli) -> Result<u8> {
                 plan.steps.len(),
                 &plan.hash[..12]
             );
+            let summary = exec.store().load_run(&run).await?.summary;
+            if summary.status == RunStatus::Waiting {
+                println!(
+                    "run {run} waiting: {}",
+                    summary.reason.as_deref().unwrap_or("for its locks")
+                );
+            }
             drive(&exec, &run).await
         }
         Command::Serve {
@@ -476,6 +525,8 @@ async fn dispatch(cli: Cli) -> Result<u8> {
         Command::Token { command } => token(&env, command).await,
         Command::Plugin { command } => plugin::plugin(&env, command).await,
         Command::Schedule { command } => schedule::schedule(&env, command).await,
+        Command::Locks { command } => safety::locks(&env, command).await,
+        Command::Breaker { command } => safety::breaker(&env, command).await,
         Command::Resume { run } => {
             let exec = env.executor()?;
             let one = run.is_some();
@@ -721,7 +772,9 @@ fn exit_for(status: RunStatus) -> u8 {
         RunStatus::Failed => exit::FAILED,
         RunStatus::RolledBack => exit::ROLLED_BACK,
         RunStatus::Cancelled => exit::CANCELLED,
-        RunStatus::Held | RunStatus::Running | RunStatus::RollingBack => exit::HELD,
+        RunStatus::Held | RunStatus::Waiting | RunStatus::Running | RunStatus::RollingBack => {
+            exit::HELD
+        }
     }
 }
 

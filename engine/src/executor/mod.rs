@@ -3,6 +3,7 @@
 //! dispatches its effects: plugin calls (`plugin`), observations after a crash,
 //! timers. It is the only writer of run state. Time comes from an injected `Clock`.
 
+mod dry_run;
 mod node;
 mod plans;
 mod progress;
@@ -26,6 +27,7 @@ use crate::run::{
 };
 use crate::store::{self, Batch, NewRun, Store};
 
+pub use dry_run::describe as describe_dry_run;
 pub use node::{Node, NodeError, node_alive};
 
 /// Where time comes from: the system clock in medic, a controlled one in tests.
@@ -75,6 +77,9 @@ pub enum Error {
     /// not waiting for approval).
     #[error("{0}")]
     NotApplicable(String),
+    /// The plan's `locks` do not render with the run's params.
+    #[error("{0}")]
+    Locks(String),
 }
 
 /// An operator's command for a run.
@@ -216,6 +221,15 @@ struct Inner<I> {
     /// rings it so the driver reads its inbox at once instead of at the next poll.
     bells: Mutex<HashMap<String, Arc<Notify>>>,
     plans: plans::Plans,
+    /// The operator's global blast-radius caps (medic.toml `[safety]`).
+    limits: GlobalLimits,
+}
+
+/// Caps on the targets of all runs together (medic.toml `[safety]`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GlobalLimits {
+    pub concurrent_targets: Option<u32>,
+    pub targets_per_hour: Option<u32>,
 }
 
 impl<I: Invoker> Executor<I> {
@@ -232,8 +246,42 @@ impl<I: Invoker> Executor<I> {
                 inbox_poll: Duration::from_millis(250),
                 bells: Mutex::new(HashMap::new()),
                 plans: plans::Plans::default(),
+                limits: GlobalLimits::default(),
             }),
         }
+    }
+
+    /// Sets the global blast-radius caps; call before the executor is cloned.
+    pub fn with_limits(mut self, limits: GlobalLimits) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .expect("with_limits is called before the executor is shared")
+            .limits = limits;
+        self
+    }
+
+    /// The caps a run of `plan` is held to: the plan's and the operator's.
+    fn caps(&self, plan: &Plan) -> store::Caps {
+        store::Caps {
+            plan_concurrent: plan.safety.limits.concurrent_targets,
+            plan_per_hour: plan.safety.limits.targets_per_hour,
+            global_concurrent: self.inner.limits.concurrent_targets,
+            global_per_hour: self.inner.limits.targets_per_hour,
+        }
+    }
+
+    /// What a new run of `plan` with `params` asks of the safety rails.
+    fn guard(&self, plan: &Plan, params: &Value) -> Result<store::Guard, Error> {
+        let locks = plan::resolve_locks(plan, params)
+            .map_err(|e| Error::Locks(format!("plan `{}`: {e}", plan.name)))?;
+        Ok(store::Guard {
+            locks,
+            on_busy: plan.safety.on_lock_busy,
+            caps: self.caps(plan),
+            breaker: plan
+                .safety
+                .breaker
+                .map(|b| (b.failures, b.window.as_millis() as Ms)),
+        })
     }
 
     pub fn invoker(&self) -> &I {
@@ -284,6 +332,7 @@ impl<I: Invoker> Executor<I> {
         how: Submission<'_>,
     ) -> Result<(String, bool), Error> {
         let builds = self.plugin_builds(plan).await;
+        let guard = self.guard(plan, &params)?;
         let mut tries = 0;
         loop {
             let id = new_run_id(self.now());
@@ -292,6 +341,7 @@ impl<I: Invoker> Executor<I> {
                 .inner
                 .store
                 .create_run(NewRun {
+                    guard: guard.clone(),
                     plan_name: &plan.name,
                     plan_version: how.plan_version,
                     plan_hash: &plan.hash,
@@ -319,6 +369,7 @@ impl<I: Invoker> Executor<I> {
     /// `store::Error::AlreadyFired` and no run.
     pub async fn fire(&self, plan: &Plan, params: Value, fire: Fire<'_>) -> Result<String, Error> {
         let builds = self.plugin_builds(plan).await;
+        let guard = self.guard(plan, &params)?;
         let mut tries = 0;
         loop {
             let id = new_run_id(self.now());
@@ -343,6 +394,7 @@ impl<I: Invoker> Executor<I> {
                         idempotency_key: None,
                         at: self.now(),
                         plugin_builds: builds.clone(),
+                        guard: guard.clone(),
                     },
                 })
                 .await;
@@ -432,8 +484,15 @@ impl<I: Invoker> Executor<I> {
 
     async fn drive_inner(&self, run_id: &str) -> Result<RunStatus, Error> {
         let inner = &self.inner;
-        let stored = inner.store.load_run(run_id).await?;
-        let parsed = self.parsed(&stored)?;
+        let mut stored = inner.store.load_run(run_id).await?;
+        let mut parsed = self.parsed(&stored)?;
+        if stored.summary.status == RunStatus::Waiting {
+            if let Some(ended) = self.wait_for_locks(run_id, &parsed.plan).await? {
+                return Ok(ended);
+            }
+            stored = inner.store.load_run(run_id).await?;
+            parsed = self.parsed(&stored)?;
+        }
         let (plan, dag) = (parsed.plan.clone(), parsed.dag.clone());
         if plan.steps.len() != stored.state.steps.len() {
             return Err(Error::Mismatch {
@@ -463,6 +522,38 @@ impl<I: Invoker> Executor<I> {
         let outcome = run::recover(&mut driver.state, &plan, &driver.dag, self.now());
         driver.commit(outcome, Vec::new()).await?;
         driver.run().await
+    }
+}
+
+impl<I: Invoker> Executor<I> {
+    /// Holds a `waiting` run until it has all its locks (then `None`: it is
+    /// `running`, nothing started yet) or is cancelled (`Some(Cancelled)`). Tries
+    /// again every `inbox_poll` and whenever a command for it is posted here.
+    async fn wait_for_locks(&self, run: &str, plan: &Plan) -> Result<Option<RunStatus>, Error> {
+        let bell = Bell::hang(self, run);
+        let caps = self.caps(plan);
+        loop {
+            match self.inner.store.acquire(run, caps, self.now()).await? {
+                store::Acquired::Running => return Ok(None),
+                store::Acquired::Ended(status) => return Ok(Some(status)),
+                store::Acquired::Waiting(_) => {}
+            }
+            for cmd in self.inner.store.open_commands(run).await? {
+                if cmd.kind == "cancel"
+                    && self
+                        .inner
+                        .store
+                        .cancel_waiting(run, cmd.id, &cmd.by, self.now())
+                        .await?
+                {
+                    return Ok(Some(RunStatus::Cancelled));
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.inner.inbox_poll) => {}
+                _ = bell.0.notified() => {}
+            }
+        }
     }
 }
 
@@ -727,6 +818,7 @@ impl<I: Invoker> Driver<I> {
                 step_id: def.id.clone(),
                 attempt: a.attempt,
                 idempotency_key: a.key,
+                dry_run: false,
             },
             grants: a.grants,
             timeout: def.timeout,

@@ -140,3 +140,28 @@ pub fn render(value: &Value, scope: &Value) -> Result<Value, TemplateError> {
 pub fn condition(expr: &str, scope: &Value) -> Result<bool, TemplateError> {
     template::condition(expr, scope)
 }
+
+/// A run's locks, which are also its targets: each name the plan declares, rendered
+/// with the run's bound `params`, sorted by name (two declarations that render to
+/// the same name become one, exclusive if either is).
+pub fn resolve_locks(plan: &Plan, params: &Value) -> Result<Vec<(String, LockMode)>, String> {
+    let scope = serde_json::json!({ "params": params });
+    let mut out: std::collections::BTreeMap<String, LockMode> = Default::default();
+    for (i, lock) in plan.safety.locks.iter().enumerate() {
+        let rendered = template::render(&Value::String(lock.name.clone()), &scope)
+            .map_err(|e| format!("locks[{i}] `{}`: {e}", lock.name))?;
+        let name = match rendered {
+            Value::String(s) => s,
+            other => other.to_string(),
+        };
+        if name.trim().is_empty() {
+            return Err(format!(
+                "locks[{i}] `{}` renders to an empty name with these params",
+                lock.name
+            ));
+        }
+        let mode = out.entry(name).or_insert(lock.mode);
+        *mode = (*mode).max(lock.mode);
+    }
+    Ok(out.into_iter().collect())
+}

@@ -32,6 +32,8 @@ pub struct Plan {
     pub schedules: Vec<crate::schedule::Spec>,
     /// The recovery time objective runs of the plan are measured against.
     pub objective: Option<Objective>,
+    /// Safety rails: target locks, blast-radius limits, the circuit breaker.
+    pub safety: Safety,
 }
 
 impl Plan {
@@ -49,6 +51,75 @@ pub struct Objective {
     pub from: Option<usize>,
     /// Index of the step whose end stops the clock; `None`: the run's end.
     pub to: Option<usize>,
+}
+
+/// What a plan declares to keep its runs from misfiring at scale (issue 12).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Safety {
+    /// The resources a run touches; each name is a template rendered with the run's
+    /// params at submission. The rendered names are also the run's *targets*, which
+    /// the blast-radius limits count.
+    pub locks: Vec<LockDecl>,
+    /// What a run does when a lock is held by another run or a limit is reached.
+    pub on_lock_busy: OnBusy,
+    pub limits: Limits,
+    pub breaker: Option<Breaker>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LockDecl {
+    /// A template, e.g. `mysql/${{ params.cluster }}`.
+    pub name: String,
+    pub mode: LockMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LockMode {
+    Shared,
+    Exclusive,
+}
+
+impl LockMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockMode::Shared => "shared",
+            LockMode::Exclusive => "exclusive",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<LockMode> {
+        match s {
+            "shared" => Some(LockMode::Shared),
+            "exclusive" => Some(LockMode::Exclusive),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnBusy {
+    /// The run is created `waiting` and starts once it can have every lock.
+    #[default]
+    Wait,
+    /// The submission is refused; no run is created.
+    Refuse,
+}
+
+/// Blast-radius caps of one plan (the operator's global ones are in medic.toml).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Distinct targets all running runs of the plan may hold at once.
+    pub concurrent_targets: Option<u32>,
+    /// Distinct targets runs of the plan may start on within any hour.
+    pub targets_per_hour: Option<u32>,
+}
+
+/// After `failures` runs of the plan failed within `window`, new runs are refused
+/// until an admin resets the breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Breaker {
+    pub failures: u32,
+    pub window: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -108,3 +108,29 @@ pub(crate) enum RawOnTimeout {
     Approve,
     Reject,
 }
+
+/// A lock as written: a name (exclusive) or `{ name, mode }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawLock {
+    Name(String),
+    Full {
+        name: String,
+        #[serde(default)]
+        mode: Option<String>,
+    },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimits {
+    pub concurrent_targets: Option<u32>,
+    pub targets_per_hour: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBreaker {
+    pub failures: u32,
+    pub window: String,
+}

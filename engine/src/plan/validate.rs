@@ -13,14 +13,15 @@ use sha2::{Digest, Sha256};
 
 use super::diagnostic::{Locations, Report, esc, list};
 use super::raw::{
-    RawApproval, RawBackoff, RawCall, RawMetadata, RawObjective, RawOnTimeout, RawPlugin,
-    RawPolicy, RawStep,
+    RawApproval, RawBackoff, RawBreaker, RawCall, RawLimits, RawLock, RawMetadata, RawObjective,
+    RawOnTimeout, RawPlugin, RawPolicy, RawStep,
 };
 use super::template::{self, Site, StepSite};
 use super::{
     Approval, ApprovalTimeout, Backoff, Call, Catalog, Diagnostic, FailurePolicy, Grants,
     Objective, Param, Plan, PlanKind, PluginUse, Retry, SCHEMA, Step, StepKind, schema,
 };
+use super::{Breaker, Limits, LockDecl, LockMode, OnBusy, Safety};
 use crate::dag::Dag;
 
 /// The plan schema, parsed and compiled once.
@@ -69,6 +70,7 @@ pub(crate) fn plan(
 
     let params = params(root.get("params"), &mut r);
     let param_names: Vec<String> = params.iter().map(|p| p.name.clone()).collect();
+    let safety = safety(root, &param_names, &mut r);
     let empty = Map::new();
     let step_values: &[Value] = root
         .get("steps")
@@ -215,6 +217,7 @@ pub(crate) fn plan(
         concurrency,
         schedules: Vec::new(),
         objective,
+        safety,
     };
     plan.schedules = schedules(&plan, &declared, &mut r);
     let out = r.finish();
@@ -584,6 +587,95 @@ fn objective(
         from,
         to,
     })
+}
+
+/// `locks`, `on_lock_busy`, `limits` and `breaker` (issue 12's safety rails). Lock
+/// names may only use `params` in templates: they are rendered at submission.
+fn safety(root: &Map<String, Value>, params: &[String], r: &mut Report<'_>) -> Safety {
+    let no_steps = HashMap::new();
+    let site = Site {
+        params,
+        steps: &no_steps,
+        step: None,
+    };
+    let mut out = Safety::default();
+    if let Some(locks) = root.get("locks").and_then(Value::as_array) {
+        for (i, v) in locks.iter().enumerate() {
+            let pointer = format!("/locks/{i}");
+            let Some(raw) = part::<RawLock>(Some(v)) else {
+                continue;
+            };
+            let (name, mode) = match raw {
+                RawLock::Name(n) => (n, None),
+                RawLock::Full { name, mode } => (name, mode),
+            };
+            let mode = match mode.as_deref() {
+                None => LockMode::Exclusive,
+                Some(m) => match LockMode::parse(m) {
+                    Some(m) => m,
+                    None => {
+                        r.at(
+                            &format!("{pointer}/mode"),
+                            format!("unknown lock mode `{m}`: expected `shared` or `exclusive`"),
+                        );
+                        continue;
+                    }
+                },
+            };
+            let problems = match template::analyze_as(&name, false) {
+                Ok(refs) => template::check_refs(&refs, &site),
+                Err(e) => vec![e],
+            };
+            if !problems.is_empty() {
+                for p in problems {
+                    r.at(
+                        &pointer,
+                        format!("{p} (a lock name is rendered with the run's params when it is submitted)"),
+                    );
+                }
+                continue;
+            }
+            if let Some(first) = out.locks.iter().position(|l| l.name == name) {
+                r.at(
+                    &pointer,
+                    format!("lock `{name}` is declared twice (also locks[{first}]); keep one"),
+                );
+                continue;
+            }
+            out.locks.push(LockDecl { name, mode });
+        }
+    }
+    if let Some(v) = root.get("on_lock_busy").and_then(Value::as_str) {
+        out.on_lock_busy = if v == "refuse" {
+            OnBusy::Refuse
+        } else {
+            OnBusy::Wait
+        };
+    }
+    if let Some(l) = part::<RawLimits>(root.get("limits")) {
+        out.limits = Limits {
+            concurrent_targets: l.concurrent_targets,
+            targets_per_hour: l.targets_per_hour,
+        };
+        if (l.concurrent_targets.is_some() || l.targets_per_hour.is_some()) && out.locks.is_empty()
+        {
+            r.at(
+                "/limits",
+                "limits count a run's targets, which are its resolved `locks`; this plan \
+                 declares none: add `locks:` (e.g. `- \"mysql/${{ params.cluster }}\"`)"
+                    .to_string(),
+            );
+        }
+    }
+    if let Some(b) = part::<RawBreaker>(root.get("breaker"))
+        && let Some(window) = duration(Some(&b.window), "/breaker/window", r)
+    {
+        out.breaker = Some(Breaker {
+            failures: b.failures,
+            window,
+        });
+    }
+    out
 }
 
 fn duration(s: Option<&str>, pointer: &str, r: &mut Report<'_>) -> Option<Duration> {

@@ -168,6 +168,7 @@ pub(super) fn context_to_wit(ctx: &CallContext) -> wit::Context {
         step_id: ctx.step_id.clone(),
         attempt: ctx.attempt,
         idempotency_key: ctx.idempotency_key.clone(),
+        dry_run: ctx.dry_run,
     }
 }
 

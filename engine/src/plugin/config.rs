@@ -20,6 +20,10 @@
 //! origin = "https://ceph-mgr:8443"
 //! header = "Authorization"
 //! secret = "ceph-token"            # the header's value is this secret's contents
+//!
+//! [safety]                         # global blast-radius caps over all runs' targets
+//! concurrent_targets = 10
+//! targets_per_hour = 50
 //! ```
 
 use std::collections::BTreeMap;
@@ -40,6 +44,19 @@ pub struct OperatorConfig {
     pub sql: BTreeMap<String, SqlConnection>,
     #[serde(default)]
     pub http: HttpConfig,
+    /// Global blast-radius caps (issue 12), over the targets of all runs.
+    #[serde(default)]
+    pub safety: SafetyConfig,
+}
+
+/// `[safety]`: caps on the distinct targets (resolved lock names) of all runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SafetyConfig {
+    /// Held at once by all unfinished runs.
+    pub concurrent_targets: Option<u32>,
+    /// Started on by all runs within the last hour.
+    pub targets_per_hour: Option<u32>,
 }
 
 /// A MySQL-protocol server plugins may be granted by name.
@@ -111,6 +128,16 @@ impl OperatorConfig {
 
     pub fn parse(text: &str) -> Result<OperatorConfig, String> {
         let config: OperatorConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        for (key, v) in [
+            ("concurrent_targets", config.safety.concurrent_targets),
+            ("targets_per_hour", config.safety.targets_per_hour),
+        ] {
+            if v == Some(0) {
+                return Err(format!(
+                    "[safety] {key} = 0 would refuse every run with locks: give 1 or more, or leave it out for no cap"
+                ));
+            }
+        }
         for (name, c) in &config.sql {
             if !super::valid_name(name) {
                 return Err(format!(

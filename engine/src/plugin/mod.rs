@@ -141,6 +141,9 @@ pub struct CallContext {
     pub attempt: u32,
     /// `run/step/attempt`.
     pub idempotency_key: String,
+    /// A dry run: the plugin changes nothing and answers what it would do (WIT
+    /// `context.dry-run`, medic:plugin@0.3.0).
+    pub dry_run: bool,
 }
 
 /// One call of a plugin action.

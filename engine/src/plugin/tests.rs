@@ -52,6 +52,7 @@ fn call_attempt(action: &str, params: Value, connect: &[String], attempt: u32) -
             step_id: "step-1".into(),
             attempt,
             idempotency_key: format!("run-1/step-1/{attempt}"),
+            dry_run: false,
         },
         grants: crate::plan::Grants {
             connect: connect.to_vec(),

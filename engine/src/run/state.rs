@@ -11,6 +11,10 @@ use super::Ms;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
+    /// Created, but no step started: it waits for locks another run holds or for a
+    /// blast-radius limit (`reason` says which). It becomes `running` in the same
+    /// transaction that grants all its locks.
+    Waiting,
     /// Steps are being started as they become ready.
     Running,
     /// A step failed with policy `rollback` (or the run was cancelled): nothing new
@@ -34,6 +38,7 @@ impl RunStatus {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            RunStatus::Waiting => "waiting",
             RunStatus::Running => "running",
             RunStatus::RollingBack => "rolling_back",
             RunStatus::Held => "held",
@@ -45,7 +50,8 @@ impl RunStatus {
     }
 
     /// Every status, in lifecycle order.
-    pub const ALL: [RunStatus; 7] = [
+    pub const ALL: [RunStatus; 8] = [
+        RunStatus::Waiting,
         RunStatus::Running,
         RunStatus::RollingBack,
         RunStatus::Held,

@@ -553,7 +553,7 @@ fn statuses_round_trip_through_their_names() {
     }
     assert_eq!(
         RunStatus::parse_input("done"),
-        Err("unknown status `done`: expected one of running, rolling_back, held, succeeded, failed, rolled_back, cancelled".into())
+        Err("unknown status `done`: expected one of waiting, running, rolling_back, held, succeeded, failed, rolled_back, cancelled".into())
     );
 }
 

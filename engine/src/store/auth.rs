@@ -29,6 +29,8 @@ pub struct AuditEntry {
     pub step_id: Option<String>,
     /// The HTTP status of the answer, refusals included.
     pub status: u16,
+    /// A break-glass call's mandatory reason.
+    pub reason: Option<String>,
 }
 
 /// One row of the audit log.
@@ -43,6 +45,7 @@ pub struct AuditRow {
     pub run_id: Option<String>,
     pub step_id: Option<String>,
     pub status: u16,
+    pub reason: Option<String>,
 }
 
 const TOKEN_COLUMNS: &str = "name, role, created_at, last_used_at, revoked_at";
@@ -150,12 +153,13 @@ impl Store {
         self.writer
             .write(move |conn| {
                 conn.prepare_cached(
-                    "INSERT INTO audit (at, token, role, method, path, run_id, step_id, status)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    "INSERT INTO audit (at, token, role, method, path, run_id, step_id, status, reason)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )
                 .and_then(|mut s| {
                     s.execute(params![
-                        e.at, e.token, e.role, e.method, e.path, e.run_id, e.step_id, e.status
+                        e.at, e.token, e.role, e.method, e.path, e.run_id, e.step_id, e.status,
+                        e.reason
                     ])
                 })
                 .map_err(sql("recording the audit entry"))?;
@@ -170,7 +174,7 @@ impl Store {
             all(
                 conn,
                 "reading the audit log",
-                "SELECT id, at, token, role, method, path, run_id, step_id, status
+                "SELECT id, at, token, role, method, path, run_id, step_id, status, reason
                  FROM audit ORDER BY id DESC LIMIT ?1",
                 [limit as i64],
                 |row| {
@@ -184,6 +188,7 @@ impl Store {
                         run_id: row.get(6)?,
                         step_id: row.get(7)?,
                         status: row.get(8)?,
+                        reason: row.get(9)?,
                     })
                 },
             )

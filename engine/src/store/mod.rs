@@ -7,6 +7,7 @@
 
 mod auth;
 mod plans;
+mod safety;
 mod schedules;
 mod schema;
 mod writer;
@@ -23,6 +24,7 @@ use writer::Writer;
 
 pub use auth::{AuditEntry, AuditRow, TokenRow};
 pub use plans::{PlanSummary, PlanVersion, RegisterPlan, Registered};
+pub use safety::{Acquired, BreakerRow, Caps, Grant, Guard, LockRow};
 pub use schedules::{FireRow, NewFire, ScheduleRow};
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +98,25 @@ pub enum Error {
     AlreadyFired { schedule: String, due: Ms },
     #[error("no live token named `{0}`; `medic token list` shows them")]
     TokenNotFound(String),
+    /// A new run's locks or limits refuse it now (`on_lock_busy: refuse`) or ever.
+    #[error("the run was refused: {reason}; {hint}")]
+    Busy { reason: String, hint: String },
+    /// The plan's circuit breaker is open: no new run of it starts.
+    #[error(
+        "the circuit breaker of plan `{plan}` is open: {failed} runs of it failed within its \
+         window (opened at {opened_at} ms since the epoch); no new run of it starts until an \
+         admin resets it: `medic breaker reset {plan} --reason TEXT` or \
+         POST /v1/breakers/{plan}/reset"
+    )]
+    BreakerOpen {
+        plan: String,
+        failed: u32,
+        opened_at: Ms,
+    },
+    #[error(
+        "plan `{0}` has no circuit breaker (none of its runs declared `breaker:`); `medic breaker list` shows them"
+    )]
+    BreakerNotFound(String),
 }
 
 fn sql(context: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
@@ -204,6 +225,8 @@ pub struct NewRun<'a> {
     pub at: Ms,
     /// The plugin builds the run starts with: (plugin name, sha256 of its component).
     pub plugin_builds: Vec<(String, String)>,
+    /// Locks, caps and breaker of the run (default: none).
+    pub guard: Guard,
 }
 
 /// Which runs `list_runs` returns: every filter given must hold.
@@ -274,6 +297,20 @@ impl Store {
         };
         let mut conn = open()?;
         schema::migrate(&mut conn).map_err(|source| Error::Migrate {
+            path: shown.clone(),
+            source,
+        })?;
+        // Locks belong to unfinished runs only; they are released in the same
+        // transaction that ends a run, so this finds nothing unless the database
+        // was edited by hand. Re-derived at every start all the same.
+        conn.execute(
+            &format!(
+                "DELETE FROM run_locks WHERE run_id IN (SELECT id FROM runs WHERE status IN {})",
+                safety::TERMINAL
+            ),
+            [],
+        )
+        .map_err(|source| Error::Open {
             path: shown.clone(),
             source,
         })?;
@@ -545,6 +582,7 @@ pub(crate) struct RunRow {
     version: Option<u32>,
     at: Ms,
     builds: Vec<(String, String)>,
+    guard: Guard,
 }
 
 impl From<NewRun<'_>> for RunRow {
@@ -563,6 +601,7 @@ impl From<NewRun<'_>> for RunRow {
             version: new.plan_version,
             at: new.at,
             builds: new.plugin_builds,
+            guard: new.guard,
         }
     }
 }
@@ -581,6 +620,7 @@ fn insert_run(conn: &Connection, row: &RunRow) -> Result<(String, bool)> {
         version,
         at,
         builds,
+        guard,
     } = row;
     // Cached statements: a busy server creates runs by the thousand, and
     // parsing these four statements each time showed in its profile.
@@ -631,6 +671,7 @@ fn insert_run(conn: &Connection, row: &RunRow) -> Result<(String, bool)> {
         .and_then(|mut s| s.execute(params![key, state.id, at]))
         .map_err(sql("recording the idempotency key"))?;
     }
+    safety::guard_new_run(conn, &state.id, &plan.1, guard, *at)?;
     Ok((state.id.clone(), true))
 }
 
@@ -948,6 +989,9 @@ fn apply(conn: &Connection, b: &Batch) -> Result<()> {
             ])
         })
         .map_err(sql("updating the run"))?;
+        if status.is_terminal() {
+            safety::on_terminal(conn, &b.run_id, *status, b.at)?;
+        }
     }
     if !b.steps.is_empty() {
         let mut stmt = conn

@@ -186,6 +186,42 @@ CREATE TABLE run_plugins (
 ) WITHOUT ROWID;
 ";
 
+/// Safety rails (issue 12). `run_locks`: one row per run and lock name, requested
+/// when the run is created (`granted_at` NULL) and granted all at once; deleted in
+/// the transaction that makes the run terminal. `target_grants`: when each run
+/// started on each target, for the per-hour caps. `breakers`: a plan's breaker
+/// (config from its latest submission; open while `opened_at` is set). `audit.reason`:
+/// the mandatory reason of a break-glass call.
+const V8_SAFETY: &str = "
+CREATE TABLE run_locks (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    name TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    requested_at INTEGER NOT NULL,
+    granted_at INTEGER,
+    PRIMARY KEY (run_id, name)
+) WITHOUT ROWID;
+CREATE INDEX run_locks_by_name ON run_locks(name);
+CREATE TABLE target_grants (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    plan_name TEXT NOT NULL,
+    target TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE INDEX target_grants_by_at ON target_grants(at);
+CREATE TABLE breakers (
+    plan_name TEXT PRIMARY KEY,
+    failures INTEGER NOT NULL,
+    window_ms INTEGER NOT NULL,
+    opened_at INTEGER,
+    failed_runs INTEGER,
+    reset_at INTEGER,
+    reset_by TEXT,
+    reset_reason TEXT
+);
+ALTER TABLE audit ADD COLUMN reason TEXT;
+";
+
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), rusqlite_migration::Error> {
     Migrations::new(vec![
         M::up(V1),
@@ -195,6 +231,7 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), rusqlite_migration::E
         M::up(V5_SCHEDULES),
         M::up(V6_DECLARED_SCHEDULES),
         M::up(V7_RUN_PLUGINS),
+        M::up(V8_SAFETY),
     ])
     .to_latest(conn)
 }

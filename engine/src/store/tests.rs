@@ -22,6 +22,7 @@ async fn fixture() -> (tempfile::TempDir, Store, RunState) {
             idempotency_key: None,
             at: 10,
             plugin_builds: vec![("probe".into(), "abc123".into())],
+            guard: Default::default(),
         })
         .await
         .unwrap();
@@ -317,6 +318,7 @@ async fn the_audit_log_reads_newest_first() {
                 run_id: Some("r1".into()),
                 step_id: Some("a".into()),
                 status,
+                reason: None,
             })
             .await
             .unwrap();
@@ -442,6 +444,7 @@ async fn runs_are_listed_by_status_plan_and_creation_time_and_counted_by_status(
                 idempotency_key: None,
                 at,
                 plugin_builds: Vec::new(),
+                guard: Default::default(),
             })
             .await
             .unwrap();
@@ -523,6 +526,7 @@ async fn a_run_id_in_use_is_refused_as_such_and_nothing_of_the_new_run_is_kept()
             idempotency_key: Some("k1"),
             at: 20,
             plugin_builds: Vec::new(),
+            guard: Default::default(),
         })
         .await
         .unwrap_err();
@@ -545,6 +549,7 @@ async fn a_run_id_in_use_is_refused_as_such_and_nothing_of_the_new_run_is_kept()
             idempotency_key: Some("k1"),
             at: 30,
             plugin_builds: Vec::new(),
+            guard: Default::default(),
         })
         .await
         .unwrap();
@@ -572,6 +577,7 @@ mod schedules {
             idempotency_key: None,
             at: 1_000,
             plugin_builds: Vec::new(),
+            guard: Default::default(),
         }
     }
 

@@ -131,7 +131,7 @@ fn status(action: &str, params: Value) -> Result<Value, Failure> {
 }
 
 /// (@@read_only, @@super_read_only or None where the server has no such variable).
-fn read_only_state(s: &Server) -> Result<(bool, Option<bool>), Failure> {
+pub(crate) fn read_only_state(s: &Server) -> Result<(bool, Option<bool>), Failure> {
     let ro = s
         .query("reading @@read_only", "SELECT @@global.read_only")?
         .scalar()

@@ -14,6 +14,7 @@ mod dialect;
 mod dump;
 mod gtid;
 mod host;
+mod plan;
 mod render;
 mod replication;
 #[cfg(test)]
@@ -24,7 +25,7 @@ mod split;
 mod status;
 mod value;
 
-use medic_sdk::{Context, Failure, Manifest, Observation, Plugin, Value};
+use medic_sdk::{Context, DryRun, Failure, Manifest, Observation, Plugin, Value};
 
 pub struct Mysql;
 
@@ -63,6 +64,11 @@ impl Plugin for Mysql {
             .or_else(|| dump::observe(action, params.clone()))
             .or_else(|| checksum::observe(action, params))
             .unwrap_or_else(|| Err(Failure::unknown_action(action)))
+    }
+
+    /// A dry run: read-only checks of the action's preconditions (`plan.rs`).
+    fn plan(ctx: &Context, action: &str, params: Value) -> Result<DryRun, Failure> {
+        plan::plan(ctx, action, params)
     }
 }
 

@@ -541,3 +541,49 @@ fn checksum_compare_fails_naming_the_tables_that_differ() {
     .unwrap();
     assert_eq!(out["equal"], json!(false));
 }
+
+/// Plan mode (a dry run) of set-read-only: it reads the state, says what it would
+/// change, and runs no statement that writes; an unreachable server is a failed
+/// check, not an error.
+#[test]
+fn a_dry_run_of_set_read_only_only_reads_and_says_what_would_change() {
+    fake::install(|_, s, _| match s {
+        s if s.contains("SELECT VERSION()") => version("10.11.6-MariaDB", "mariadb.org binary"),
+        "SELECT @@global.read_only" => scalar(Val::Int(0)),
+        "SHOW GLOBAL VARIABLES LIKE 'super_read_only'" => ok(),
+        other => panic!("a dry run ran {other}"),
+    });
+    let plan = Mysql::plan(
+        &ctx(),
+        "set-read-only",
+        json!({"server": "primary", "read_only": true}),
+    )
+    .unwrap();
+    assert!(plan.checked && plan.ok(), "{plan:?}");
+    assert_eq!(
+        plan.would,
+        "SET GLOBAL read_only = ON on `primary` (now OFF)"
+    );
+    assert!(
+        statements().iter().all(|s| {
+            let st = s.split_once(": ").map_or(s.as_str(), |p| p.1);
+            st.starts_with("SELECT") || st.starts_with("SHOW")
+        }),
+        "{:?}",
+        statements()
+    );
+
+    fake::install(|_, _, _| {
+        Err(SqlError {
+            message: "connection refused".into(),
+            code: None,
+            retryable: true,
+        })
+    });
+    let plan = Mysql::plan(&ctx(), "stop-replica", json!({"server": "replica"})).unwrap();
+    assert!(!plan.ok(), "{plan:?}");
+    assert!(
+        plan.checks[0].detail.contains("connection refused"),
+        "{plan:?}"
+    );
+}

@@ -12,11 +12,15 @@ const ROLES: [&str; 4] = ["viewer", "operator", "approver", "admin"];
 
 /// The role each route needs, as docs/api.md and the API contract say: every GET is
 /// viewer (the audit log is admin), approving and rejecting is approver, installing
-/// plugins is admin, every other call is operator. `None`: open to anyone.
+/// plugins and the break-glass calls (lock release, breaker reset) are admin, every
+/// other call is operator. `None`: open to anyone.
 fn contract_role(method: &str, path: &str) -> Option<&'static str> {
     match (method, path) {
         (_, "/healthz" | "/readyz" | "/openapi.json") => None,
-        ("get", "/v1/audit") | ("post", "/v1/plugins") => Some("admin"),
+        ("get", "/v1/audit")
+        | ("post", "/v1/plugins")
+        | ("post", "/v1/locks/release")
+        | ("post", "/v1/breakers/{plan}/reset") => Some("admin"),
         ("post", p) if p.ends_with("/approve") || p.ends_with("/reject") => Some("approver"),
         ("get", _) => Some("viewer"),
         _ => Some("operator"),

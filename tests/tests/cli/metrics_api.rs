@@ -58,6 +58,7 @@ fn metrics_count_the_runs_steps_plugin_calls_and_requests_that_happened() {
     }
     assert_eq!(m.value("medic_runs", &[("status", "succeeded")]), Some(1.0));
     for status in [
+        "waiting",
         "running",
         "rolling_back",
         "held",

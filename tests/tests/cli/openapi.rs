@@ -122,6 +122,10 @@ fn the_openapi_document_covers_every_route_and_every_documented_route_is_served(
         ("POST", "/v1/runs/{id}/steps/{step}/retry"),
         ("POST", "/v1/runs/{id}/steps/{step}/skip"),
         ("GET", "/v1/audit"),
+        ("GET", "/v1/locks"),
+        ("POST", "/v1/locks/release"),
+        ("GET", "/v1/breakers"),
+        ("POST", "/v1/breakers/{plan}/reset"),
     ] {
         assert!(
             documented.contains(&(method.to_owned(), path.to_owned())),

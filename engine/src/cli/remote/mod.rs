@@ -14,6 +14,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 use super::plugin::{self, PluginCommand};
+use super::safety::{self, BreakerCommand, LocksCommand};
 use super::schedule::{self, ScheduleCommand};
 use super::{Command, PlansCommand, RunsCommand, exit, exit_for, parse_params, progress};
 use crate::run::{Entry, RunStatus};
@@ -82,7 +83,8 @@ impl Remote {
                 plan,
                 params,
                 detach,
-            } => self.run(file.as_deref(), plan.as_deref(), &params, detach),
+                dry_run,
+            } => self.run(file.as_deref(), plan.as_deref(), &params, detach, dry_run),
             Command::Runs {
                 command:
                     RunsCommand::List {
@@ -125,11 +127,67 @@ impl Remote {
                 bail!("`medic serve` runs a server; it does not take --server (unset MEDIC_SERVER)")
             }
             Command::Schedule { command } => self.schedule(command),
+            Command::Locks { command } => self.locks(command),
+            Command::Breaker { command } => self.breaker(command),
             Command::Plugin { command } => self.plugin(command),
             Command::Token { .. } => bail!(
                 "`medic token` works on medic's host, against its database: run it there without --server (unset MEDIC_SERVER)"
             ),
         }
+    }
+
+    /// `medic locks ...` through `/v1/locks`.
+    fn locks(&self, command: LocksCommand) -> Result<u8> {
+        match command {
+            LocksCommand::List { json } => {
+                let body = self.client.get("listing locks", "/v1/locks")?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&body)?);
+                } else {
+                    safety::print_locks(body["locks"].as_array().map_or(&[], Vec::as_slice));
+                }
+            }
+            LocksCommand::Release { name, reason } => {
+                safety::check_reason(&reason)?;
+                let reply = self.client.post(
+                    &format!("releasing lock {name}"),
+                    "/v1/locks/release",
+                    &json!({ "name": name, "reason": reason }),
+                    None,
+                )?;
+                let from: Vec<&str> = reply.body["released_from"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                println!("lock {name} released from {}", from.join(", "));
+            }
+        }
+        Ok(exit::SUCCEEDED)
+    }
+
+    /// `medic breaker ...` through `/v1/breakers`.
+    fn breaker(&self, command: BreakerCommand) -> Result<u8> {
+        match command {
+            BreakerCommand::List { json } => {
+                let body = self.client.get("listing breakers", "/v1/breakers")?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&body)?);
+                } else {
+                    safety::print_breakers(body["breakers"].as_array().map_or(&[], Vec::as_slice));
+                }
+            }
+            BreakerCommand::Reset { plan, reason } => {
+                safety::check_reason(&reason)?;
+                self.client.post(
+                    &format!("resetting the breaker of plan {plan}"),
+                    &format!("/v1/breakers/{}/reset", segment(&plan)),
+                    &json!({ "reason": reason }),
+                    None,
+                )?;
+                println!("breaker of plan {plan} reset: its runs may start again");
+            }
+        }
+        Ok(exit::SUCCEEDED)
     }
 
     /// `medic schedule ...` through `/v1/schedules`, printing what the local command prints.
@@ -276,6 +334,7 @@ impl Remote {
         plan: Option<&str>,
         params: &[String],
         detach: bool,
+        dry_run: bool,
     ) -> Result<u8> {
         let mut body = match (file, plan) {
             (Some(file), _) => json!({ "plan": read_plan(file)? }),
@@ -290,6 +349,20 @@ impl Remote {
             (None, None) => bail!("name the plan: `run FILE` or `run --plan NAME[@VERSION]`"),
         };
         body["params"] = Value::Object(parse_params(params)?);
+        if dry_run {
+            let report = self
+                .client
+                .post("dry-running the plan", "/v1/runs?dry_run=true", &body, None)?
+                .body;
+            for line in crate::executor::describe_dry_run(&report) {
+                println!("{line}");
+            }
+            return Ok(if report["ok"] == true {
+                exit::SUCCEEDED
+            } else {
+                exit::FAILED
+            });
+        }
         let submitted = self.submit(&body)?;
         let Some(run) = submitted["id"].as_str() else {
             bail!(

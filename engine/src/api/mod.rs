@@ -12,6 +12,7 @@
 mod audit;
 mod auth;
 mod error;
+mod ops;
 mod plans;
 mod plugins;
 mod runs;
@@ -36,6 +37,7 @@ use auth::BearerScheme;
 
 pub use auth::{ANONYMOUS, AuthMode, Caller, Role, check_token_name, hash_token, new_token};
 pub use error::{ApiError, Problem};
+pub use ops::build_report;
 pub use plugins::{SIGNATURE_HEADER, plugin_json, plugin_list_json};
 
 /// What every handler shares.
@@ -46,18 +48,47 @@ pub struct AppState {
     driving: Mutex<HashSet<String>>,
     auth: AuthMode,
     last_used: auth::LastUsed,
+    /// medic.toml: alert rules (`ops.rs`).
+    operator: Arc<crate::plugin::OperatorConfig>,
 }
 
 type Shared = State<Arc<AppState>>;
 
 impl AppState {
     pub fn new(exec: Executor<Host>, auth: AuthMode) -> Arc<AppState> {
+        AppState::with_operator(exec, auth, Arc::default())
+    }
+
+    /// Like `new`, with the operator's medic.toml (its alert rules).
+    pub fn with_operator(
+        exec: Executor<Host>,
+        auth: AuthMode,
+        operator: Arc<crate::plugin::OperatorConfig>,
+    ) -> Arc<AppState> {
         Arc::new(AppState {
             exec,
             driving: Mutex::new(HashSet::new()),
             auth,
             last_used: auth::LastUsed::default(),
+            operator,
         })
+    }
+
+    /// The background tasks of the operations loop: the notification outbox's
+    /// sender and the escalation check (every `tick`), both on the executor's clock.
+    pub fn spawn_ops(self: &Arc<Self>, tick: std::time::Duration) {
+        let exec = self.exec.clone();
+        let clock = move || exec.now();
+        tokio::spawn(crate::ops::deliver::run(
+            self.exec.store().clone(),
+            Arc::new(self.operator.notify.clone()),
+            clock.clone(),
+        ));
+        tokio::spawn(crate::ops::escalate::run(
+            self.exec.store().clone(),
+            clock,
+            tick,
+        ));
     }
 
     /// Drives `run` in the background unless a driver of this process already is.
@@ -114,6 +145,7 @@ impl AppState {
         (name = "plans", description = "Plan documents: validate and register versions"),
         (name = "schedules", description = "Preventive maintenance: plans run on a cron schedule"),
         (name = "plugins", description = "Installed plugins: list, inspect, install"),
+        (name = "hooks", description = "Alerts in: webhooks that start plans by the alert rules of medic.toml"),
         (name = "service", description = "Health, readiness, metrics and this document"),
     )
 )]
@@ -144,6 +176,9 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(needs(Approver, routes!(runs::reject)))
         .routes(needs(Operator, routes!(runs::retry)))
         .routes(needs(Operator, routes!(runs::skip)))
+        .routes(needs(Viewer, routes!(ops::run_report)))
+        .routes(needs(Operator, routes!(ops::alertmanager)))
+        .routes(needs(Operator, routes!(ops::generic)))
         .routes(needs(Operator, routes!(schedules::create)))
         .routes(needs(Viewer, routes!(schedules::list)))
         .routes(needs(Viewer, routes!(schedules::show)))

@@ -30,6 +30,8 @@ pub struct Plan {
     /// Schedules declared in `metadata.schedules`, validated; `plan` holds the
     /// plan's name (registering a version points them at it).
     pub schedules: Vec<crate::schedule::Spec>,
+    /// The `notify` block: channels, events, step notifications, escalation tiers.
+    pub notify: super::Notify,
 }
 
 impl Plan {

@@ -6,6 +6,7 @@
 //! Nothing here blocks the tokio runtime.
 
 mod auth;
+mod ops;
 mod plans;
 mod schedules;
 mod schema;
@@ -22,6 +23,9 @@ use crate::run::{Entry, Ms, RunState, RunStatus, StepState, StepStatus, Stop};
 use writer::Writer;
 
 pub use auth::{AuditEntry, AuditRow, TokenRow};
+pub use ops::{
+    AlertFired, AlertRunRow, EscalationRow, NewAlertRun, Notice, NotificationRow, PendingRun,
+};
 pub use plans::{PlanSummary, PlanVersion, RegisterPlan, Registered};
 pub use schedules::{FireRow, NewFire, ScheduleRow};
 
@@ -184,6 +188,8 @@ pub struct Batch {
     /// Inbox commands this batch applied.
     pub consumed: Vec<i64>,
     pub at: Ms,
+    /// Notifications its events cause, into the outbox in the same transaction.
+    pub notices: Vec<Notice>,
 }
 
 /// A new run: its plan, its initial state and its first log entries.
@@ -980,6 +986,7 @@ fn apply(conn: &Connection, b: &Batch) -> Result<()> {
             .and_then(|mut s| s.execute(params![id, b.at]))
             .map_err(sql("consuming a command"))?;
     }
+    ops::enqueue(conn, &b.run_id, &b.notices, b.at)?;
     Ok(())
 }
 

@@ -1,0 +1,112 @@
+//! The outbox sender of `medic serve`: POSTs each due notification to its channel
+//! and records the outcome; a failure (a non-2xx answer, a refused connection, a
+//! timeout) is retried with doubling delays up to `[notify] max_attempts`. The
+//! outbox is a table, so a notification queued before a crash is sent after it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::plugin::config::NotifyConfig;
+use crate::run::Ms;
+use crate::store::{NotificationRow, Store};
+
+use super::notice;
+
+/// How long one delivery may take before it counts as failed.
+const TIMEOUT: Duration = Duration::from_secs(10);
+/// Deliveries sent per pass.
+const BATCH: usize = 32;
+
+/// Runs until the process ends; `now` is the executor's clock.
+pub async fn run(store: Store, config: Arc<NotifyConfig>, now: impl Fn() -> Ms + Send + 'static) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(TIMEOUT))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    loop {
+        let due = match store.due_notifications(now(), BATCH).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "reading the notification outbox failed");
+                Vec::new()
+            }
+        };
+        let idle = due.is_empty();
+        for n in due {
+            let outcome = send(&agent, &config, &n).await;
+            let at = now();
+            let (error, retry_at) = match outcome {
+                Ok(()) => (None, None),
+                Err(e) => {
+                    let attempts = n.attempts + 1;
+                    let retry = (attempts < config.max_attempts)
+                        .then(|| at + backoff(&config, attempts).as_millis() as Ms);
+                    if retry.is_none() {
+                        tracing::error!(notification = n.id, run_id = %n.run_id, channel = %n.channel, error = %e,
+                            "giving up on a notification after {attempts} attempt(s)");
+                    } else {
+                        tracing::warn!(notification = n.id, channel = %n.channel, error = %e, "notification not delivered; retrying");
+                    }
+                    (Some(e), retry)
+                }
+            };
+            if let Err(e) = store
+                .notification_attempted(n.id, error, retry_at, at)
+                .await
+            {
+                tracing::error!(error = %e, "recording a notification's delivery failed");
+            }
+        }
+        if idle {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// The delay before attempt `attempts + 1`: `retry_initial` doubled per attempt
+/// after the first, at most `retry_max`.
+pub fn backoff(config: &NotifyConfig, attempts: u32) -> Duration {
+    let factor = 2u32.saturating_pow(attempts.saturating_sub(1).min(20));
+    config
+        .retry_initial
+        .saturating_mul(factor)
+        .min(config.retry_max)
+}
+
+async fn send(
+    agent: &ureq::Agent,
+    config: &NotifyConfig,
+    n: &NotificationRow,
+) -> Result<(), String> {
+    let Some(channel) = config.channels.get(&n.channel) else {
+        let known: Vec<&str> = config.channels.keys().map(String::as_str).collect();
+        return Err(format!(
+            "no channel `{}` in medic.toml [notify.channels] (configured: {}); add [notify.channels.{}]",
+            n.channel,
+            if known.is_empty() {
+                "none".into()
+            } else {
+                known.join(", ")
+            },
+            n.channel
+        ));
+    };
+    let payload = notice::payload(channel, &n.body)?;
+    let (agent, url) = (agent.clone(), channel.url.clone());
+    tokio::task::spawn_blocking(move || {
+        let resp = agent
+            .post(&url)
+            .send_json(&payload)
+            .map_err(|e| format!("POST {url}: {e}"))?;
+        let status = resp.status();
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("POST {url}: answered {status}"))
+        }
+    })
+    .await
+    .map_err(|e| format!("the delivery task failed: {e}"))?
+}

@@ -207,3 +207,157 @@ pub fn payload(channel: &Channel, body: &Value) -> Result<Value, String> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan;
+
+    fn plan(notify: &str) -> Plan {
+        let text = format!(
+            "apiVersion: medic/v1\nkind: RecoveryPlan\nmetadata: {{ name: t }}\nplugins:\n  p: {{ use: probe@0.1 }}\n{notify}\nsteps:\n  - {{ id: a, uses: p/noop }}\n  - {{ id: b, uses: p/noop, needs: [a] }}\n"
+        );
+        plan::parse("t.yaml", &text, plan::Format::Yaml, None).unwrap_or_else(|d| panic!("{d}"))
+    }
+
+    fn events(n: &[Notice]) -> Vec<(String, Option<String>, String)> {
+        n.iter()
+            .map(|n| (n.event.clone(), n.step.clone(), n.channel.clone()))
+            .collect()
+    }
+
+    fn owned(v: &[(&str, Option<&str>, &str)]) -> Vec<(String, Option<String>, String)> {
+        v.iter()
+            .map(|(e, s, c)| (e.to_string(), s.map(str::to_owned), c.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn run_and_step_events_notify_the_channels_the_plan_names() {
+        let p = plan(
+            "notify:\n  severity: sev3\n  channels: [x, y]\n  events: [started, failed, approval]\n  steps: { b: [failed] }",
+        );
+        let log = vec![
+            Entry::AttemptStarted {
+                step: "a".into(),
+                attempt: 1,
+                undo: false,
+                key: "k".into(),
+                params: Value::Null,
+            },
+            Entry::AttemptFailed {
+                step: "b".into(),
+                attempt: 2,
+                undo: false,
+                error: "boom".into(),
+                retryable: false,
+                retry_at: None,
+            },
+            // A failure that will be retried is no step failure yet.
+            Entry::AttemptFailed {
+                step: "b".into(),
+                attempt: 1,
+                undo: false,
+                error: "flaky".into(),
+                retryable: true,
+                retry_at: Some(5),
+            },
+            Entry::RunStatus {
+                status: RunStatus::Succeeded,
+                reason: None,
+            },
+            Entry::RunStatus {
+                status: RunStatus::RolledBack,
+                reason: Some("step b failed".into()),
+            },
+        ];
+        let n = for_batch(&p, "r1", 1, &log, 7);
+        assert_eq!(
+            events(&n),
+            owned(&[
+                ("started", None, "x"),
+                ("started", None, "y"),
+                ("step_failed", Some("b"), "x"),
+                ("step_failed", Some("b"), "y"),
+                ("failed", None, "x"),
+                ("failed", None, "y"),
+            ])
+        );
+        assert_eq!(n[0].body["severity"], "sev3");
+        assert_eq!(n[0].body["at"], 7);
+        assert!(
+            n[2].body["message"]
+                .as_str()
+                .unwrap()
+                .contains("failed after 2 attempt(s): boom"),
+            "{}",
+            n[2].body
+        );
+        assert_eq!(
+            n[4].body["message"],
+            "medic: run r1 of plan `t` failed and was rolled back: step b failed"
+        );
+        // Not the run's first batch: no `started`; a plan without notify: nothing.
+        assert!(for_batch(&p, "r1", 5, &log[..1], 7).is_empty());
+        assert!(for_batch(&plan(""), "r1", 1, &log, 7).is_empty());
+    }
+
+    #[test]
+    fn tiers_are_due_in_order_at_their_thresholds() {
+        let p = plan(
+            "notify:\n  channels: [x]\n  events: [escalated]\n  escalation:\n    - { severity: sev2, escalate_after: 30m, channels: [lead] }\n    - { severity: sev1, escalate_after: 2h, channels: [lead, boss] }",
+        );
+        let m = 60_000;
+        assert!(due_tiers(&p, 0, 0, 30 * m - 1).is_empty());
+        assert_eq!(due_tiers(&p, 0, 0, 30 * m), [0]);
+        assert!(due_tiers(&p, 0, 1, 119 * m).is_empty());
+        assert_eq!(due_tiers(&p, 0, 0, 121 * m), [0, 1]);
+        assert_eq!(due_tiers(&p, 0, 1, 121 * m), [1]);
+        assert!(due_tiers(&p, 0, 2, 999 * m).is_empty());
+        let n = escalated(&p, "r1", 1, 0, 121 * m);
+        assert_eq!(
+            events(&n),
+            owned(&[
+                ("escalated", None, "lead"),
+                ("escalated", None, "boss"),
+                ("escalated", None, "x"),
+            ])
+        );
+        assert_eq!(n[0].body["severity"], "sev1");
+        assert_eq!(
+            n[0].body["message"],
+            "medic: run r1 of plan `t` is unresolved after 2h 1m: escalated to sev1 (threshold 2h)"
+        );
+    }
+
+    #[test]
+    fn each_channel_format_gets_its_payload() {
+        let body =
+            json!({"event": "failed", "message": "it broke", "severity": "sev2", "run": "r1"});
+        let ch = |format, template: Option<&str>| Channel {
+            url: "http://h/x".into(),
+            format,
+            template: template.map(str::to_owned),
+        };
+        assert_eq!(
+            payload(&ch(ChannelFormat::Slack, None), &body).unwrap(),
+            json!({"text": "it broke"})
+        );
+        assert_eq!(
+            payload(&ch(ChannelFormat::Json, None), &body).unwrap(),
+            body
+        );
+        let ding = r#"{"msgtype": "markdown", "markdown": {"title": "medic {{ event }}", "text": {{ ("**" ~ severity ~ "** " ~ message) | tojson }}}}"#;
+        assert_eq!(
+            payload(&ch(ChannelFormat::Template, Some(ding)), &body).unwrap(),
+            json!({"msgtype": "markdown", "markdown": {"title": "medic failed", "text": "**sev2** it broke"}})
+        );
+        let e = payload(&ch(ChannelFormat::Template, Some("{{ nope }}")), &body).unwrap_err();
+        assert!(e.contains("template"), "{e}");
+        let e = payload(&ch(ChannelFormat::Template, Some("not {{ run }}")), &body).unwrap_err();
+        assert!(
+            e.contains("rendered no JSON") && e.contains("not r1"),
+            "{e}"
+        );
+    }
+}

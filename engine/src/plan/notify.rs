@@ -206,3 +206,42 @@ pub(super) fn validate(
         escalation,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::{Format, parse};
+
+    fn errors(notify: &str) -> String {
+        let text = format!(
+            "apiVersion: medic/v1\nkind: RecoveryPlan\nmetadata: {{ name: t }}\nplugins:\n  p: {{ use: probe@0.1 }}\nnotify:\n{notify}\nsteps:\n  - {{ id: a, uses: p/noop }}\n"
+        );
+        match parse("t.yaml", &text, Format::Yaml, None) {
+            Ok(_) => String::new(),
+            Err(d) => d.to_string(),
+        }
+    }
+
+    #[test]
+    fn notify_blocks_are_checked_with_their_field_named() {
+        assert_eq!(errors("  channels: [oncall]\n  steps: { a: [failed] }"), "");
+        let e = errors("  channels: [oncall]\n  steps: { zz: [failed] }");
+        assert!(
+            e.contains("unknown step `zz`") && e.contains("notify.steps.zz"),
+            "{e}"
+        );
+        let e = errors("  channels: [\"on call\"]");
+        assert!(e.contains("not a channel name"), "{e}");
+        let e = errors("  events: [failed]");
+        assert!(e.contains("none is given"), "{e}");
+        let e = errors("  channels: [x]\n  events: [exploded]");
+        assert!(e.contains("events"), "{e}");
+        let e = errors(
+            "  escalation:\n    - { severity: a, escalate_after: 1h, channels: [x] }\n    - { severity: b, escalate_after: 30m, channels: [x] }",
+        );
+        assert!(e.contains("thresholds must increase"), "{e}");
+        let e = errors("  escalation:\n    - { severity: a, escalate_after: soon, channels: [x] }");
+        assert!(e.contains("invalid duration `soon`"), "{e}");
+        let e = errors("  channels: [x]\n  steps: { a: [approval] }");
+        assert!(e.contains("notify.steps.a"), "{e}");
+    }
+}

@@ -426,3 +426,199 @@ impl Store {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::run::{RunState, RunStatus};
+    use crate::store::Batch;
+
+    fn new_run<'a>(state: &'a RunState, at: Ms) -> NewRun<'a> {
+        NewRun {
+            plan_name: "p",
+            plan_hash: "h1",
+            plan_source: "{}",
+            step_ids: vec!["a"],
+            state,
+            owner: Some("n1"),
+            plan_version: Some(1),
+            submitted_by: Some("alert:r"),
+            idempotency_key: None,
+            at,
+            plugin_builds: vec![],
+        }
+    }
+
+    async fn fire(store: &Store, id: &str, starts_at: &str) -> AlertFired {
+        let state = RunState::new(id.into(), json!({}), 1);
+        store
+            .alert_fire(NewAlertRun {
+                fingerprint: "fp1",
+                starts_at,
+                rule: "r",
+                labels: &json!({"alertname": "X"}),
+                run: new_run(&state, 10),
+            })
+            .await
+            .unwrap()
+    }
+
+    async fn finish(store: &Store, run: &str) {
+        store
+            .commit(Batch {
+                run_id: run.into(),
+                run: Some((RunStatus::Succeeded, None, None)),
+                at: 20,
+                ..Batch::default()
+            })
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn one_run_per_firing_and_none_while_one_goes_across_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("medic.db");
+        let store = Store::open(&path).unwrap();
+        assert_eq!(
+            fire(&store, "r1", "t0").await,
+            AlertFired::Started("r1".into())
+        );
+        // The same firing again, and a new firing while r1 goes: no run.
+        assert_eq!(
+            fire(&store, "r2", "t0").await,
+            AlertFired::Duplicate("r1".into())
+        );
+        assert_eq!(
+            fire(&store, "r2", "t1").await,
+            AlertFired::Duplicate("r1".into())
+        );
+        assert!(matches!(
+            store.load_run("r2").await,
+            Err(Error::RunNotFound(_))
+        ));
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(
+            fire(&store, "r2", "t0").await,
+            AlertFired::Duplicate("r1".into())
+        );
+        // Once r1 has ended, its own firing still never runs again; a new one does.
+        finish(&store, "r1").await;
+        assert_eq!(
+            fire(&store, "r2", "t0").await,
+            AlertFired::Duplicate("r1".into())
+        );
+        assert_eq!(
+            fire(&store, "r2", "t1").await,
+            AlertFired::Started("r2".into())
+        );
+
+        let resolved = store.resolve_alert("fp1", "annotate", 30).await.unwrap();
+        let runs: Vec<&str> = resolved.iter().map(|r| r.run_id.as_str()).collect();
+        assert_eq!(runs, ["r1", "r2"]);
+        assert!(
+            store
+                .resolve_alert("fp1", "annotate", 31)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let of = store.alerts_of_run("r2").await.unwrap();
+        assert_eq!(of[0].resolved_at, Some(30));
+        assert_eq!(of[0].resolution.as_deref(), Some("annotate"));
+        assert_eq!(of[0].labels, json!({"alertname": "X"}));
+    }
+
+    #[tokio::test]
+    async fn notices_commit_with_their_batch_and_deliveries_retry_then_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("medic.db")).unwrap();
+        let state = RunState::new("r1".into(), json!({}), 1);
+        store.create_run(new_run(&state, 10)).await.unwrap();
+        let notice = |channel: &str| Notice {
+            event: "started".into(),
+            step: None,
+            channel: channel.into(),
+            body: json!({"message": "hi"}),
+        };
+        store
+            .commit(Batch {
+                run_id: "r1".into(),
+                at: 100,
+                notices: vec![notice("a"), notice("b")],
+                ..Batch::default()
+            })
+            .await
+            .unwrap();
+        let due = store.due_notifications(100, 10).await.unwrap();
+        assert_eq!(due.len(), 2);
+        assert_eq!(due[0].body, json!({"message": "hi"}));
+        assert!(store.due_notifications(99, 10).await.unwrap().is_empty());
+        let (a, b) = (due[0].id, due[1].id);
+        // a: failed, retried at 500; b: delivered.
+        store
+            .notification_attempted(a, Some("500".into()), Some(500), 110)
+            .await
+            .unwrap();
+        store
+            .notification_attempted(b, None, None, 110)
+            .await
+            .unwrap();
+        assert!(store.due_notifications(499, 10).await.unwrap().is_empty());
+        assert_eq!(store.due_notifications(500, 10).await.unwrap()[0].id, a);
+        // a: failed for good.
+        store
+            .notification_attempted(a, Some("refused".into()), None, 510)
+            .await
+            .unwrap();
+        assert!(
+            store
+                .due_notifications(10_000, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let all = store.notifications("r1").await.unwrap();
+        assert_eq!((all[0].attempts, all[0].gave_up_at), (2, Some(510)));
+        assert_eq!(all[0].last_error.as_deref(), Some("refused"));
+        assert_eq!((all[1].attempts, all[1].delivered_at), (1, Some(110)));
+    }
+
+    #[tokio::test]
+    async fn a_tier_escalates_once_and_never_a_finished_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("medic.db")).unwrap();
+        for id in ["r1", "r2"] {
+            let state = RunState::new(id.into(), json!({}), 1);
+            store.create_run(new_run(&state, 10)).await.unwrap();
+        }
+        let n = || {
+            vec![Notice {
+                event: "escalated".into(),
+                channel: "lead".into(),
+                ..Notice::default()
+            }]
+        };
+        assert!(store.escalate("r1", 0, "sev2", n(), 50).await.unwrap());
+        assert!(!store.escalate("r1", 0, "sev2", n(), 60).await.unwrap());
+        assert_eq!(store.notifications("r1").await.unwrap().len(), 1);
+        let pending = store.pending_runs().await.unwrap();
+        assert_eq!(pending[0].tiers, 1);
+        assert_eq!(pending[1].tiers, 0);
+        finish(&store, "r2").await;
+        assert!(!store.escalate("r2", 0, "sev2", n(), 60).await.unwrap());
+        assert!(store.notifications("r2").await.unwrap().is_empty());
+        assert_eq!(store.pending_runs().await.unwrap().len(), 1);
+        assert_eq!(
+            store.escalations("r1").await.unwrap(),
+            vec![EscalationRow {
+                tier: 0,
+                severity: "sev2".into(),
+                at: 50
+            }]
+        );
+    }
+}

@@ -497,3 +497,55 @@ fn normalize(text: &str, runs: &[&str]) -> String {
     let after = regex::Regex::new(r"unresolved after [0-9hms ]+:").unwrap();
     after.replace_all(&t, "unresolved after D:").into_owned()
 }
+
+/// The outbox is a table: a run of `medic run` (which sends nothing) leaves its
+/// notifications queued, and the next `medic serve` on that data dir delivers them.
+#[test]
+fn notifications_queued_by_one_process_are_delivered_by_the_next() {
+    let medic = Medic::new();
+    let (hook_stub, lead) = (
+        Stub::start(200, "text/plain", "ok"),
+        Stub::start(200, "text/plain", "ok"),
+    );
+    let cfg = config(&medic, &hook_stub, &lead);
+    let plan_file = medic.write(
+        "quick.yaml",
+        "apiVersion: medic/v1\nkind: RecoveryPlan\nmetadata: { name: quick }\n\
+         plugins: { probe: { use: probe@0.1 } }\n\
+         notify: { channels: [hook], events: [started, succeeded] }\n\
+         steps:\n  - { id: only, uses: probe/noop }\n",
+    );
+    let out = medic.run([
+        std::ffi::OsStr::new("--config"),
+        cfg.as_os_str(),
+        std::ffi::OsStr::new("run"),
+        plan_file.as_os_str(),
+    ]);
+    out.expect_code(0, || out.to_string());
+    let run = out
+        .stdout
+        .split_whitespace()
+        .nth(1)
+        .expect("`run ID started` first")
+        .to_owned();
+    assert!(hook_stub.requests().is_empty(), "medic run sends nothing");
+
+    let server = serve(&medic, &cfg, &[]);
+    let want = [
+        format!("medic: run {run} of plan `quick` started"),
+        format!("medic: run {run} of plan `quick` succeeded"),
+    ];
+    poll_until(
+        Duration::from_secs(20),
+        "both queued notifications delivered by medic serve",
+        || {
+            let got: Vec<String> = hook_stub
+                .json_bodies()
+                .iter()
+                .map(|b| b["text"].as_str().unwrap_or("").to_owned())
+                .collect();
+            (got == want).then_some(())
+        },
+        || format!("{:#?}\n{}", hook_stub.requests(), server.running.describe()),
+    );
+}

@@ -44,6 +44,11 @@ match = {{ alertname = "MySQLReplicationLag" }}
 plan = "alerted@1"
 params = {{ instance = "${{{{ labels.instance }}}}" }}
 on_resolved = "annotate"
+
+[[alerts.rules]]
+name = "disk-full"
+match = {{ alertname = "DiskFull", team = "db" }}
+plan = "not-registered"
 "#,
             hook = hook.url(),
             lead = lead.url(),
@@ -179,6 +184,24 @@ fn an_alertmanager_alert_starts_its_plan_once_and_its_resolution_is_handled() {
     );
     assert_eq!(one(&hook(&server, path, &other)).0, "unmatched");
     assert_eq!(runs_of(&server, "db-down").len(), 1);
+
+    // A rule whose plan is not registered: this alert's error, not a failed webhook
+    // (Alertmanager would send it again forever).
+    let mut full = alertmanager(
+        "firing",
+        "DiskFull",
+        "db-1:3306",
+        "0000000000000002",
+        "2026-11-23T10:00:00Z",
+    );
+    full["alerts"][0]["labels"]["team"] = json!("db");
+    let b = hook(&server, path, &full);
+    assert_eq!(b["alerts"][0]["outcome"], "error", "{b}");
+    let detail = b["alerts"][0]["detail"].as_str().unwrap_or("");
+    assert!(
+        detail.contains("alert rule `disk-full`") && detail.contains("not-registered"),
+        "{b}"
+    );
 
     // The fingerprint was committed with the run: a replay after a SIGKILL of the
     // server is still a duplicate.

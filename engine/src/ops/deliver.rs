@@ -39,9 +39,12 @@ pub async fn run(store: Store, config: Arc<NotifyConfig>, now: impl Fn() -> Ms +
             let at = now();
             let (error, retry_at) = match outcome {
                 Ok(()) => (None, None),
-                Err(e) => {
+                Err(Failure {
+                    error: e,
+                    permanent,
+                }) => {
                     let attempts = n.attempts + 1;
-                    let retry = (attempts < config.max_attempts)
+                    let retry = (!permanent && attempts < config.max_attempts)
                         .then(|| at + backoff(&config, attempts).as_millis() as Ms);
                     if retry.is_none() {
                         tracing::error!(notification = n.id, run_id = %n.run_id, channel = %n.channel, error = %e,
@@ -75,14 +78,38 @@ pub fn backoff(config: &NotifyConfig, attempts: u32) -> Duration {
         .min(config.retry_max)
 }
 
+/// Why a delivery failed, and whether trying again can help: a channel missing from
+/// medic.toml or a template that does not render stays so until a restart with
+/// another configuration, so it is given up at once.
+struct Failure {
+    error: String,
+    permanent: bool,
+}
+
+impl From<String> for Failure {
+    fn from(error: String) -> Failure {
+        Failure {
+            error,
+            permanent: false,
+        }
+    }
+}
+
+fn permanent(error: String) -> Failure {
+    Failure {
+        error,
+        permanent: true,
+    }
+}
+
 async fn send(
     agent: &ureq::Agent,
     config: &NotifyConfig,
     n: &NotificationRow,
-) -> Result<(), String> {
+) -> Result<(), Failure> {
     let Some(channel) = config.channels.get(&n.channel) else {
         let known: Vec<&str> = config.channels.keys().map(String::as_str).collect();
-        return Err(format!(
+        return Err(permanent(format!(
             "no channel `{}` in medic.toml [notify.channels] (configured: {}); add [notify.channels.{}]",
             n.channel,
             if known.is_empty() {
@@ -91,9 +118,9 @@ async fn send(
                 known.join(", ")
             },
             n.channel
-        ));
+        )));
     };
-    let payload = notice::payload(channel, &n.body)?;
+    let payload = notice::payload(channel, &n.body).map_err(permanent)?;
     let (agent, url) = (agent.clone(), channel.url.clone());
     tokio::task::spawn_blocking(move || {
         let resp = agent
@@ -109,4 +136,5 @@ async fn send(
     })
     .await
     .map_err(|e| format!("the delivery task failed: {e}"))?
+    .map_err(Failure::from)
 }

@@ -535,7 +535,7 @@ fn notifications_queued_by_one_process_are_delivered_by_the_next() {
         "quick.yaml",
         "apiVersion: medic/v1\nkind: RecoveryPlan\nmetadata: { name: quick }\n\
          plugins: { probe: { use: probe@0.1 } }\n\
-         notify: { channels: [hook], events: [started, succeeded] }\n\
+         notify: { channels: [hook, nowhere], events: [started, succeeded] }\n\
          steps:\n  - { id: only, uses: probe/noop }\n",
     );
     let out = medic.run([
@@ -571,4 +571,30 @@ fn notifications_queued_by_one_process_are_delivered_by_the_next() {
         },
         || format!("{:#?}\n{}", hook_stub.requests(), server.running.describe()),
     );
+    // A channel medic.toml does not have is given up at once, with the reason.
+    let nowhere = poll_until(
+        Duration::from_secs(20),
+        "both notifications to `nowhere` given up",
+        || {
+            let (_, report) = server.get_json(&format!("/v1/runs/{run}/report"));
+            let n: Vec<Value> = report["notifications"]
+                .as_array()?
+                .iter()
+                .filter(|n| n["channel"] == "nowhere" && !n["gave_up_at"].is_null())
+                .cloned()
+                .collect();
+            (n.len() == 2).then_some(n)
+        },
+        || server.running.describe(),
+    );
+    for n in &nowhere {
+        assert_eq!(n["attempts"], 1, "{n:#}");
+        assert!(
+            n["last_error"]
+                .as_str()
+                .unwrap()
+                .contains("no channel `nowhere` in medic.toml"),
+            "{n:#}"
+        );
+    }
 }

@@ -415,6 +415,7 @@ impl Store {
             let steps = read_steps(&tx, &run)?;
             let attempts = read_attempts(&tx, &run)?;
             let events = read_events(&tx, &run, 0)?;
+            let escalations = ops::read_escalations(&tx, &run)?;
             tx.finish().map_err(sql("ending a read of the run"))?;
             let steps: Vec<Value> = steps
                 .into_iter()
@@ -438,6 +439,8 @@ impl Store {
                 "steps": steps,
                 "attempts": attempts,
                 "events": events,
+                // The severity tiers the run escalated to (`ops`), in order.
+                "escalations": escalations,
             }))
         })
         .await

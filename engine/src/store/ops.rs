@@ -408,23 +408,25 @@ impl Store {
     /// The severity tiers `run` reached, in order.
     pub async fn escalations(&self, run: &str) -> Result<Vec<EscalationRow>> {
         let run = run.to_owned();
-        self.read(move |conn| {
-            all(
-                conn,
-                "reading the run's escalations",
-                "SELECT tier, severity, at FROM run_escalations WHERE run_id = ?1 ORDER BY tier",
-                [&run],
-                |r| {
-                    Ok(EscalationRow {
-                        tier: r.get(0)?,
-                        severity: r.get(1)?,
-                        at: r.get(2)?,
-                    })
-                },
-            )
-        })
-        .await
+        self.read(move |conn| read_escalations(conn, &run)).await
     }
+}
+
+/// The severity tiers `run` reached, in order (also part of `Store::detail`).
+pub(super) fn read_escalations(conn: &Connection, run: &str) -> Result<Vec<EscalationRow>> {
+    all(
+        conn,
+        "reading the run's escalations",
+        "SELECT tier, severity, at FROM run_escalations WHERE run_id = ?1 ORDER BY tier",
+        [run],
+        |r| {
+            Ok(EscalationRow {
+                tier: r.get(0)?,
+                severity: r.get(1)?,
+                at: r.get(2)?,
+            })
+        },
+    )
 }
 
 #[cfg(test)]

@@ -423,6 +423,9 @@ fn escalation_fires_at_the_threshold_on_an_injected_clock() {
     );
     let e = escalations();
     assert_eq!(e.as_array().map(Vec::len), Some(1), "{e}");
+    // The run is marked escalated in its own view too.
+    let marked = &server.run(&run)["escalations"];
+    assert_eq!(marked[0]["severity"], "sev2", "{marked}");
     assert_eq!(e[0]["severity"], "sev2");
     assert!(e[0]["offset_ms"].as_i64().unwrap() >= 30 * 60 * 1000, "{e}");
     assert!(

@@ -2,6 +2,9 @@
 //! and records the outcome; a failure (a non-2xx answer, a refused connection, a
 //! timeout) is retried with doubling delays up to `[notify] max_attempts`. The
 //! outbox is a table, so a notification queued before a crash is sent after it.
+//! Delivery is at least once: each attempt first claims its row (a lease), so two
+//! medic processes on one database do not send it together, but a process that dies
+//! between sending and recording leaves it to be sent again when the lease lapses.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +38,17 @@ pub async fn run(store: Store, config: Arc<NotifyConfig>, now: impl Fn() -> Ms +
         };
         let idle = due.is_empty();
         for n in due {
+            // A claim lapses after twice the request timeout, should this process die
+            // mid-delivery: then the notification is sent again (at least once).
+            let lease = now() + 2 * TIMEOUT.as_millis() as Ms;
+            match store.claim_notification(n.id, n.next_at, lease).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::error!(error = %e, "claiming a notification failed");
+                    continue;
+                }
+            }
             let outcome = send(&agent, &config, &n).await;
             let at = now();
             let (error, retry_at) = match outcome {

@@ -309,6 +309,24 @@ impl Store {
         .await
     }
 
+    /// Takes notification `id` for one delivery attempt: moves its `next_at` from
+    /// `due` (as read) to `until`, so no other medic process on this database sends
+    /// it meanwhile. Returns false if another process took it first.
+    pub async fn claim_notification(&self, id: i64, due: Ms, until: Ms) -> Result<bool> {
+        self.writer
+            .write(move |conn| {
+                let n = conn
+                    .prepare_cached(
+                        "UPDATE notifications SET next_at = ?3
+                         WHERE id = ?1 AND next_at = ?2 AND delivered_at IS NULL AND gave_up_at IS NULL",
+                    )
+                    .and_then(|mut s| s.execute(params![id, due, until]))
+                    .map_err(sql("claiming a notification"))?;
+                Ok(n == 1)
+            })
+            .await
+    }
+
     /// Records a delivery attempt: delivered (`error` None), to be retried at
     /// `retry_at`, or given up (an error and no `retry_at`).
     pub async fn notification_attempted(
@@ -560,6 +578,17 @@ mod tests {
         assert_eq!(due[0].body, json!({"message": "hi"}));
         assert!(store.due_notifications(99, 10).await.unwrap().is_empty());
         let (a, b) = (due[0].id, due[1].id);
+        // A claim holds a notification back from other senders until it lapses.
+        assert!(store.claim_notification(a, 100, 200).await.unwrap());
+        assert!(!store.claim_notification(a, 100, 200).await.unwrap());
+        assert!(
+            store
+                .due_notifications(199, 10)
+                .await
+                .unwrap()
+                .iter()
+                .all(|n| n.id != a)
+        );
         // a: failed, retried at 500; b: delivered.
         store
             .notification_attempted(a, Some("500".into()), Some(500), 110)

@@ -77,18 +77,11 @@ impl AppState {
     /// The background tasks of the operations loop: the notification outbox's
     /// sender and the escalation check (every `tick`), both on the executor's clock.
     pub fn spawn_ops(self: &Arc<Self>, tick: std::time::Duration) {
-        let exec = self.exec.clone();
-        let clock = move || exec.now();
         tokio::spawn(crate::ops::deliver::run(
-            self.exec.store().clone(),
+            self.exec.clone(),
             Arc::new(self.operator.notify.clone()),
-            clock.clone(),
         ));
-        tokio::spawn(crate::ops::escalate::run(
-            self.exec.store().clone(),
-            clock,
-            tick,
-        ));
+        tokio::spawn(crate::ops::escalate::run(self.exec.clone(), tick));
     }
 
     /// Drives `run` in the background unless a driver of this process already is.
@@ -256,8 +249,9 @@ async fn ready(State(s): Shared) -> Result<&'static str, ApiError> {
 
 /// Prometheus metrics (text exposition format 0.0.4): `medic_runs{status}` (from the
 /// database), `medic_step_duration_seconds`, `medic_plugin_call_duration_seconds`,
-/// `medic_queue_depth`, `medic_http_requests_total`, `medic_schedule_due_times_total`
-/// and `medic_schedule_fire_lag_seconds`; each `# HELP` line says
+/// `medic_queue_depth`, `medic_http_requests_total`, `medic_schedule_due_times_total`,
+/// `medic_schedule_fire_lag_seconds`, `medic_alerts_total`,
+/// `medic_notification_deliveries_total` and `medic_escalations_total`; each `# HELP` line says
 /// exactly what is counted.
 #[utoipa::path(get, path = "/metrics", tag = "service",
     responses(

@@ -166,7 +166,11 @@ pub(super) async fn generic(
 async fn handle(s: &Arc<AppState>, alerts: Vec<Alert>) -> Result<Json<HookOutcome>, ApiError> {
     let mut out = Vec::new();
     for a in alerts {
-        out.push(one(s, a).await?);
+        let o = one(s, a).await?;
+        s.exec
+            .metrics()
+            .ops_event(crate::metrics::ALERTS, "outcome", o.outcome);
+        out.push(o);
     }
     Ok(Json(HookOutcome { alerts: out }))
 }

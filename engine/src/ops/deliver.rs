@@ -9,9 +9,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::executor::Executor;
+use crate::metrics;
+use crate::plugin::Invoker;
 use crate::plugin::config::NotifyConfig;
 use crate::run::Ms;
-use crate::store::{NotificationRow, Store};
+use crate::store::NotificationRow;
 
 use super::notice;
 
@@ -20,8 +23,10 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 /// Deliveries sent per pass.
 const BATCH: usize = 32;
 
-/// Runs until the process ends; `now` is the executor's clock.
-pub async fn run(store: Store, config: Arc<NotifyConfig>, now: impl Fn() -> Ms + Send + 'static) {
+/// Runs until the process ends, on the executor's clock and store.
+pub async fn run<I: Invoker>(exec: Executor<I>, config: Arc<NotifyConfig>) {
+    let store = exec.store().clone();
+    let now = || exec.now();
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(TIMEOUT))
         .http_status_as_error(false)
@@ -52,7 +57,14 @@ pub async fn run(store: Store, config: Arc<NotifyConfig>, now: impl Fn() -> Ms +
             let outcome = send(&agent, &config, &n).await;
             let at = now();
             let (error, retry_at) = match outcome {
-                Ok(()) => (None, None),
+                Ok(()) => {
+                    exec.metrics().ops_event(
+                        metrics::NOTIFICATION_DELIVERIES,
+                        "outcome",
+                        "delivered",
+                    );
+                    (None, None)
+                }
                 Err(Failure {
                     error: e,
                     permanent,
@@ -60,6 +72,9 @@ pub async fn run(store: Store, config: Arc<NotifyConfig>, now: impl Fn() -> Ms +
                     let attempts = n.attempts + 1;
                     let retry = (!permanent && attempts < config.max_attempts)
                         .then(|| at + backoff(&config, attempts).as_millis() as Ms);
+                    let outcome = if retry.is_none() { "given-up" } else { "retry" };
+                    exec.metrics()
+                        .ops_event(metrics::NOTIFICATION_DELIVERIES, "outcome", outcome);
                     if retry.is_none() {
                         tracing::error!(notification = n.id, run_id = %n.run_id, channel = %n.channel, error = %e,
                             "giving up on a notification after {attempts} attempt(s)");

@@ -7,18 +7,27 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::executor::Executor;
+use crate::metrics;
 use crate::plan::{self, Plan};
+use crate::plugin::Invoker;
 use crate::run::Ms;
 use crate::store::{self, Store};
 
 use super::notice;
 
-/// Runs until the process ends.
-pub async fn run(store: Store, now: impl Fn() -> Ms + Send + 'static, tick: Duration) {
+/// Runs until the process ends, on the executor's clock and store.
+pub async fn run<I: Invoker>(exec: Executor<I>, tick: Duration) {
     let mut plans = Plans::default();
     loop {
-        if let Err(e) = tick_once(&store, &mut plans, now()).await {
-            tracing::error!(error = %e, "checking runs for escalation failed; trying again next tick");
+        match tick_once(exec.store(), &mut plans, exec.now()).await {
+            Ok(severities) => severities.iter().for_each(|s| {
+                exec.metrics()
+                    .ops_event(metrics::ESCALATIONS, "severity", s)
+            }),
+            Err(e) => {
+                tracing::error!(error = %e, "checking runs for escalation failed; trying again next tick")
+            }
         }
         tokio::time::sleep(tick).await;
     }
@@ -28,9 +37,13 @@ pub async fn run(store: Store, now: impl Fn() -> Ms + Send + 'static, tick: Dura
 #[derive(Default)]
 pub struct Plans(HashMap<String, Option<Arc<Plan>>>);
 
-/// One pass; returns how many escalations it recorded.
-pub async fn tick_once(store: &Store, plans: &mut Plans, now: Ms) -> Result<usize, store::Error> {
-    let mut done = 0;
+/// One pass; returns the severity of each escalation it recorded.
+pub async fn tick_once(
+    store: &Store,
+    plans: &mut Plans,
+    now: Ms,
+) -> Result<Vec<String>, store::Error> {
+    let mut done = Vec::new();
     for run in store.pending_runs().await? {
         let plan = match plans.0.get(&run.plan_hash) {
             Some(p) => p.clone(),
@@ -53,7 +66,7 @@ pub async fn tick_once(store: &Store, plans: &mut Plans, now: Ms) -> Result<usiz
                 .await?
             {
                 tracing::warn!(run_id = %run.id, severity = %severity, "run escalated");
-                done += 1;
+                done.push(severity.clone());
             }
         }
     }

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use medic_tests::{Medic, Server, Stub, plan, poll_until};
+use medic_tests::{Medic, Scrape, Server, Stub, plan, poll_until};
 use serde_json::{Value, json};
 
 /// medic.toml: channel `hook` (Slack format) at `hook`, channel `lead` (a DingTalk
@@ -101,6 +101,14 @@ fn alertmanager(
             "fingerprint": fingerprint,
         }],
     })
+}
+
+/// `name{label="value"}` in the server's /metrics (0 if absent).
+fn metric(server: &Server, name: &str, label: (&str, &str)) -> f64 {
+    let (status, _, body) = server.get("/metrics");
+    assert_eq!(status, 200, "{body}");
+    let scrape = Scrape::parse(body.as_str().expect("text")).expect("a Prometheus scrape");
+    scrape.value(name, &[label]).unwrap_or(0.0)
 }
 
 fn hook(server: &Server, path: &str, payload: &Value) -> Value {
@@ -275,6 +283,25 @@ fn an_alertmanager_alert_starts_its_plan_once_and_its_resolution_is_handled() {
         one(&hook(&server, "/v1/hooks/alert", &generic)),
         ("duplicate".to_owned(), g_run)
     );
+    // This process (since the restart) counted: the replay and the generic repeat
+    // (duplicate), db-lag's and the generic alert's runs (started), one cancel and
+    // one annotation.
+    assert_eq!(
+        metric(&server, "medic_alerts_total", ("outcome", "started")),
+        2.0
+    );
+    assert_eq!(
+        metric(&server, "medic_alerts_total", ("outcome", "duplicate")),
+        2.0
+    );
+    assert_eq!(
+        metric(&server, "medic_alerts_total", ("outcome", "cancelled")),
+        1.0
+    );
+    assert_eq!(
+        metric(&server, "medic_alerts_total", ("outcome", "annotated")),
+        1.0
+    );
 
     // A viewer may not post alerts; a payload that is not one is a 422 naming the field.
     let viewer = server.client(Some(&medic.create_token("watcher", "viewer")));
@@ -318,6 +345,14 @@ fn notifications_reach_the_webhook_and_a_500_is_retried() {
         "the `started` notification delivered after its 500",
         || (texts().iter().filter(|t| **t == started).count() == 2).then_some(()),
         || format!("{:#?}\n{}", hook_stub.requests(), server.describe(&run)),
+    );
+    assert_eq!(
+        metric(
+            &server,
+            "medic_notification_deliveries_total",
+            ("outcome", "retry")
+        ),
+        1.0
     );
     let all = texts();
     assert!(
@@ -423,6 +458,10 @@ fn escalation_fires_at_the_threshold_on_an_injected_clock() {
     );
     let e = escalations();
     assert_eq!(e.as_array().map(Vec::len), Some(1), "{e}");
+    assert_eq!(
+        metric(&server, "medic_escalations_total", ("severity", "sev2")),
+        1.0
+    );
     // The run is marked escalated in its own view too.
     let marked = &server.run(&run)["escalations"];
     assert_eq!(marked[0]["severity"], "sev2", "{marked}");

@@ -33,7 +33,8 @@ pub(super) enum AlertStatus {
 
 /// Alertmanager's webhook payload (version 4), as its documentation gives it
 /// (<https://prometheus.io/docs/alerting/latest/configuration/#webhook_config>).
-/// Fields medic does not use are accepted and ignored.
+/// Fields medic does not use are accepted and ignored; the ones here besides `alerts`
+/// are read only so the OpenAPI document shows the payload's shape.
 #[derive(Deserialize, ToSchema)]
 #[allow(dead_code)]
 pub(super) struct AlertmanagerPayload {

@@ -167,3 +167,20 @@ async fn send(
     .map_err(|e| format!("the delivery task failed: {e}"))?
     .map_err(Failure::from)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_double_from_the_initial_delay_up_to_the_max() {
+        let c = NotifyConfig {
+            retry_initial: Duration::from_secs(1),
+            retry_max: Duration::from_secs(5),
+            ..NotifyConfig::default()
+        };
+        let delays: Vec<u64> = (1..=6).map(|a| backoff(&c, a).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 5, 5, 5]);
+        assert_eq!(backoff(&c, u32::MAX), Duration::from_secs(5));
+    }
+}

@@ -1,7 +1,8 @@
 //! The escalation loop of `medic serve`: every tick, each unfinished run whose plan
 //! declares `notify.escalation` tiers and has passed a tier's `escalate_after`
 //! (measured from the run's start, by the executor's clock) is marked escalated to
-//! that tier and its channels are notified, in one transaction, once per tier.
+//! that tier and its channels are notified, in one transaction, once per tier. When
+//! an escalated run ends, the channels of the tiers it reached are told, once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -45,19 +46,9 @@ pub async fn tick_once(
 ) -> Result<Vec<String>, store::Error> {
     let mut done = Vec::new();
     for run in store.pending_runs().await? {
-        let plan = match plans.0.get(&run.plan_hash) {
-            Some(p) => p.clone(),
-            None => {
-                let source = store.plan_source(&run.plan_hash).await?;
-                let parsed = plan::parse(&run.plan_hash, &source, plan::Format::Json, None)
-                    .ok()
-                    .filter(|p| !p.notify.escalation.is_empty())
-                    .map(Arc::new);
-                plans.0.insert(run.plan_hash.clone(), parsed.clone());
-                parsed
-            }
+        let Some(plan) = plans.get(store, &run.plan_hash).await? else {
+            continue;
         };
-        let Some(plan) = plan else { continue };
         for tier in notice::due_tiers(&plan, run.created_at, run.tiers as usize, now) {
             let notices = notice::escalated(&plan, &run.id, tier, run.created_at, now);
             let severity = &plan.notify.escalation[tier].severity;
@@ -70,5 +61,37 @@ pub async fn tick_once(
             }
         }
     }
+    // Runs that ended after escalating: their tiers hear how, once.
+    for run in store.ended_escalations().await? {
+        let tiers: Vec<usize> = run.tiers.iter().map(|t| *t as usize).collect();
+        let notices = match plans.get(store, &run.plan_hash).await? {
+            Some(plan) => notice::escalation_ended(
+                &plan,
+                &run.id,
+                &tiers,
+                &run.status,
+                run.reason.as_deref(),
+                now,
+            ),
+            None => Vec::new(),
+        };
+        store.close_escalation(&run.id, notices, now).await?;
+    }
     Ok(done)
+}
+
+impl Plans {
+    /// The stored plan `hash` if it declares escalation tiers, parsed once.
+    async fn get(&mut self, store: &Store, hash: &str) -> Result<Option<Arc<Plan>>, store::Error> {
+        if let Some(p) = self.0.get(hash) {
+            return Ok(p.clone());
+        }
+        let source = store.plan_source(hash).await?;
+        let parsed = plan::parse(hash, &source, plan::Format::Json, None)
+            .ok()
+            .filter(|p| !p.notify.escalation.is_empty())
+            .map(Arc::new);
+        self.0.insert(hash.to_owned(), parsed.clone());
+        Ok(parsed)
+    }
 }

@@ -151,6 +151,48 @@ pub fn escalated(plan: &Plan, run: &str, tier: usize, started: Ms, at: Ms) -> Ve
         .collect()
 }
 
+/// The notifications telling the channels of the tiers `run` reached (indices into
+/// `plan.notify.escalation`) that it ended with `status`: whoever was paged hears
+/// the outcome, not only the plan's own channels.
+pub fn escalation_ended(
+    plan: &Plan,
+    run: &str,
+    tiers: &[usize],
+    status: &str,
+    reason: Option<&str>,
+    at: Ms,
+) -> Vec<Notice> {
+    let reached: Vec<&crate::plan::Tier> = tiers
+        .iter()
+        .filter_map(|i| plan.notify.escalation.get(*i))
+        .collect();
+    let Some(top) = reached.last() else {
+        return Vec::new();
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    let channels: Vec<&String> = reached
+        .iter()
+        .flat_map(|t| t.channels.iter())
+        .filter(|c| seen.insert(*c))
+        .collect();
+    let why = reason.map(|r| format!(": {r}")).unwrap_or_default();
+    let message = format!(
+        "medic: run {run} of plan `{}` (escalated to {}) ended {status}{why}",
+        plan.name, top.severity
+    );
+    let mut b = body(plan, run, "escalation_ended", None, status, &message, at);
+    b["severity"] = json!(top.severity);
+    channels
+        .into_iter()
+        .map(|c| Notice {
+            event: "escalation_ended".into(),
+            step: None,
+            channel: c.clone(),
+            body: b.clone(),
+        })
+        .collect()
+}
+
 /// The tiers (indices) `run` reaches at `now`, given it started at `started` and
 /// reached `reached` tiers so far: every later tier whose threshold has passed.
 pub fn due_tiers(plan: &Plan, started: Ms, reached: usize, now: Ms) -> Vec<usize> {
@@ -324,6 +366,18 @@ mod tests {
             ])
         );
         assert_eq!(n[0].body["severity"], "sev1");
+        let ended = escalation_ended(&p, "r1", &[0, 1], "cancelled", Some("by bob"), 5);
+        assert_eq!(
+            events(&ended),
+            owned(&[
+                ("escalation_ended", None, "lead"),
+                ("escalation_ended", None, "boss"),
+            ])
+        );
+        assert_eq!(
+            ended[0].body["message"],
+            "medic: run r1 of plan `t` (escalated to sev1) ended cancelled: by bob"
+        );
         assert_eq!(
             n[0].body["message"],
             "medic: run r1 of plan `t` is unresolved after 2h 1m: escalated to sev1 (threshold 2h)"

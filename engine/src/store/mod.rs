@@ -24,7 +24,8 @@ use writer::Writer;
 
 pub use auth::{AuditEntry, AuditRow, TokenRow};
 pub use ops::{
-    AlertFired, AlertRunRow, EscalationRow, NewAlertRun, Notice, NotificationRow, PendingRun,
+    AlertFired, AlertRunRow, EndedEscalation, EscalationRow, NewAlertRun, Notice, NotificationRow,
+    PendingRun,
 };
 pub use plans::{PlanSummary, PlanVersion, RegisterPlan, Registered};
 pub use schedules::{FireRow, NewFire, ScheduleRow};

@@ -76,6 +76,17 @@ pub struct EscalationRow {
     pub at: Ms,
 }
 
+/// A run that ended after it escalated, whose tiers were not told yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndedEscalation {
+    pub id: String,
+    pub plan_hash: String,
+    pub status: String,
+    pub reason: Option<String>,
+    /// The tiers it reached.
+    pub tiers: Vec<u32>,
+}
+
 /// An unfinished run, as the escalation loop sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingRun {
@@ -423,6 +434,67 @@ impl Store {
             .await
     }
 
+    /// Runs that ended after escalating and whose tiers' channels were not told.
+    pub async fn ended_escalations(&self) -> Result<Vec<EndedEscalation>> {
+        self.read(|conn| {
+            let rows = all(
+                conn,
+                "listing ended escalated runs",
+                &format!(
+                    "SELECT r.id, r.plan_hash, r.status, r.reason, e.tier
+                     FROM run_escalations e JOIN runs r ON r.id = e.run_id
+                     WHERE e.closed_at IS NULL AND r.status IN {TERMINAL}
+                     ORDER BY r.id, e.tier"
+                ),
+                [],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                        r.get::<_, u32>(4)?,
+                    ))
+                },
+            )?;
+            let mut out: Vec<EndedEscalation> = Vec::new();
+            for (id, plan_hash, status, reason, tier) in rows {
+                match out.last_mut() {
+                    Some(last) if last.id == id => last.tiers.push(tier),
+                    _ => out.push(EndedEscalation {
+                        id,
+                        plan_hash,
+                        status,
+                        reason,
+                        tiers: vec![tier],
+                    }),
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Records that `run`'s tiers were told it ended and queues those notices, in one
+    /// transaction, unless that was done already. Returns whether it was done now.
+    pub async fn close_escalation(&self, run: &str, notices: Vec<Notice>, at: Ms) -> Result<bool> {
+        let run = run.to_owned();
+        self.writer
+            .write(move |conn| {
+                let n = conn
+                    .prepare_cached(
+                        "UPDATE run_escalations SET closed_at = ?2 WHERE run_id = ?1 AND closed_at IS NULL",
+                    )
+                    .and_then(|mut s| s.execute(params![run, at]))
+                    .map_err(sql("closing the run's escalation"))?;
+                if n > 0 {
+                    enqueue(conn, &run, &notices, at)?;
+                }
+                Ok(n > 0)
+            })
+            .await
+    }
+
     /// The severity tiers `run` reached, in order.
     pub async fn escalations(&self, run: &str) -> Result<Vec<EscalationRow>> {
         let run = run.to_owned();
@@ -642,6 +714,7 @@ mod tests {
         finish(&store, "r2").await;
         assert!(!store.escalate("r2", 0, "sev2", n(), 60).await.unwrap());
         assert!(store.notifications("r2").await.unwrap().is_empty());
+
         assert_eq!(store.pending_runs().await.unwrap().len(), 1);
         assert_eq!(
             store.escalations("r1").await.unwrap(),
@@ -651,5 +724,23 @@ mod tests {
                 at: 50
             }]
         );
+        assert!(
+            store.ended_escalations().await.unwrap().is_empty(),
+            "r2 never escalated"
+        );
+        // Once r1 ends, its tiers are told once.
+        assert!(store.escalate("r1", 1, "sev1", n(), 70).await.unwrap());
+        finish(&store, "r1").await;
+        let ended = store.ended_escalations().await.unwrap();
+        assert_eq!(ended.len(), 1);
+        assert_eq!(
+            (ended[0].id.as_str(), ended[0].status.as_str()),
+            ("r1", "succeeded")
+        );
+        assert_eq!(ended[0].tiers, [0, 1]);
+        assert!(store.close_escalation("r1", n(), 80).await.unwrap());
+        assert!(!store.close_escalation("r1", n(), 90).await.unwrap());
+        assert!(store.ended_escalations().await.unwrap().is_empty());
+        assert_eq!(store.notifications("r1").await.unwrap().len(), 3);
     }
 }

@@ -191,7 +191,8 @@ CREATE TABLE run_plugins (
 /// a replayed webhook never starts a second run. `notifications`: the outbox, one row
 /// per notification and channel, written in the transaction of the run event that
 /// caused it and delivered (with retries) by `medic serve`. `run_escalations`: the
-/// severity tiers a run reached, at most once per tier.
+/// severity tiers a run reached, at most once per tier; `closed_at` once the tiers'
+/// channels were told the run ended.
 const V9_OPS: &str = "
 CREATE TABLE alert_runs (
     fingerprint TEXT NOT NULL,
@@ -227,6 +228,7 @@ CREATE TABLE run_escalations (
     tier INTEGER NOT NULL,
     severity TEXT NOT NULL,
     at INTEGER NOT NULL,
+    closed_at INTEGER,
     PRIMARY KEY (run_id, tier)
 ) WITHOUT ROWID;
 ";

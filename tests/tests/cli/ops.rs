@@ -486,6 +486,25 @@ fn escalation_fires_at_the_threshold_on_an_injected_clock() {
         "report_escalated_alert_run",
         normalize(&local.stdout, &[&run])
     );
+
+    // The lead, who was paged, hears how the run ended.
+    let (status, _, body) = server.post(&format!("/v1/runs/{run}/cancel"), &[], &json!({}));
+    assert!(status < 300, "{status} {body}");
+    let ended = poll_until(
+        Duration::from_secs(20),
+        "the lead told that the escalated run ended",
+        || lead.json_bodies().get(1).cloned(),
+        || server.describe(&run),
+    );
+    assert_eq!(
+        ended["markdown"]["title"], "medic escalation_ended",
+        "{ended}"
+    );
+    let text = ended["markdown"]["text"].as_str().unwrap_or("");
+    assert!(
+        text.contains("(escalated to sev2) ended cancelled"),
+        "{text}"
+    );
 }
 
 #[test]

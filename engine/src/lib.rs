@@ -8,6 +8,7 @@ pub mod cli;
 pub mod dag;
 pub mod executor;
 pub mod metrics;
+pub mod ops;
 pub mod plan;
 pub mod plugin;
 pub mod run;

@@ -24,6 +24,9 @@ pub const HTTP_REQUESTS: &str = "medic_http_requests_total";
 pub const SCHEDULE_DUE_TIMES: &str = "medic_schedule_due_times_total";
 pub const SCHEDULE_FIRE_LAG: &str = "medic_schedule_fire_lag_seconds";
 pub const RUN_OBJECTIVES: &str = "medic_run_objectives_total";
+pub const ALERTS: &str = "medic_alerts_total";
+pub const NOTIFICATION_DELIVERIES: &str = "medic_notification_deliveries_total";
+pub const ESCALATIONS: &str = "medic_escalations_total";
 
 /// The `Content-Type` of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -127,6 +130,25 @@ impl Metrics {
             "Schedule due times this process handled, by outcome: fired, or why it was skipped \
              (missed, coalesced, outside-window, overlap, plan-error, refused)."
                 .into(),
+        );
+        recorder.describe_counter(
+            ALERTS.into(),
+            None,
+            "Alerts received at /v1/hooks/*, by outcome: started, duplicate, unmatched, \
+             cancelled, annotated, ignored, error."
+                .into(),
+        );
+        recorder.describe_counter(
+            NOTIFICATION_DELIVERIES.into(),
+            None,
+            "Notification delivery attempts this process made, by outcome: delivered, retry \
+             (failed, tried again later) or given-up."
+                .into(),
+        );
+        recorder.describe_counter(
+            ESCALATIONS.into(),
+            None,
+            "Runs this process marked escalated to a severity tier, by severity.".into(),
         );
         recorder.describe_histogram(
             SCHEDULE_FIRE_LAG.into(),
@@ -236,6 +258,13 @@ impl Metrics {
                 Label::new("outcome", if met { "met" } else { "missed" }),
             ],
         );
+        self.recorder.register_counter(&key, &META).increment(1);
+    }
+
+    /// One event of the operations loop (`ops`): `name` is [`ALERTS`],
+    /// [`NOTIFICATION_DELIVERIES`] or [`ESCALATIONS`], `label` its one label.
+    pub fn ops_event(&self, name: &'static str, label: &'static str, value: &str) {
+        let key = Key::from_parts(name, vec![Label::new(label, value.to_owned())]);
         self.recorder.register_counter(&key, &META).increment(1);
     }
 

@@ -31,6 +31,8 @@ mod metrics_api;
 mod mysql;
 #[path = "cli/openapi.rs"]
 mod openapi;
+#[path = "cli/ops.rs"]
+mod ops;
 #[path = "cli/plugin_guide.rs"]
 mod plugin_guide;
 #[path = "cli/plugins.rs"]

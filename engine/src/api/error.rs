@@ -53,6 +53,19 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// The detail and each validation error's message, for an answer that reports
+    /// the error inside a 200 (an alert webhook's per-alert outcome).
+    pub fn describe(&self) -> String {
+        let mut out = self.detail.clone();
+        for e in self.errors.iter().flatten() {
+            if let Some(m) = e.get("message").and_then(Value::as_str) {
+                out.push_str("; ");
+                out.push_str(m);
+            }
+        }
+        out
+    }
+
     pub fn new(status: StatusCode, title: &'static str, detail: impl Into<String>) -> ApiError {
         ApiError {
             status,

@@ -13,6 +13,7 @@
 mod audit;
 mod auth;
 mod error;
+mod ops;
 mod plans;
 mod plugins;
 mod runs;
@@ -39,6 +40,7 @@ use auth::BearerScheme;
 
 pub use auth::{ANONYMOUS, AuthMode, Caller, Role, check_token_name, hash_token, new_token};
 pub use error::{ApiError, Problem};
+pub use ops::build_report;
 pub use plugins::{SIGNATURE_HEADER, plugin_json, plugin_list_json};
 
 /// What every handler shares.
@@ -49,18 +51,40 @@ pub struct AppState {
     driving: Mutex<HashSet<String>>,
     auth: AuthMode,
     last_used: auth::LastUsed,
+    /// medic.toml: alert rules (`ops.rs`).
+    operator: Arc<crate::plugin::OperatorConfig>,
 }
 
 type Shared = State<Arc<AppState>>;
 
 impl AppState {
     pub fn new(exec: Executor<Host>, auth: AuthMode) -> Arc<AppState> {
+        AppState::with_operator(exec, auth, Arc::default())
+    }
+
+    /// Like `new`, with the operator's medic.toml (its alert rules).
+    pub fn with_operator(
+        exec: Executor<Host>,
+        auth: AuthMode,
+        operator: Arc<crate::plugin::OperatorConfig>,
+    ) -> Arc<AppState> {
         Arc::new(AppState {
             exec,
             driving: Mutex::new(HashSet::new()),
             auth,
             last_used: auth::LastUsed::default(),
+            operator,
         })
+    }
+
+    /// The background tasks of the operations loop: the notification outbox's
+    /// sender and the escalation check (every `tick`), both on the executor's clock.
+    pub fn spawn_ops(self: &Arc<Self>, tick: std::time::Duration) {
+        tokio::spawn(crate::ops::deliver::run(
+            self.exec.clone(),
+            Arc::new(self.operator.notify.clone()),
+        ));
+        tokio::spawn(crate::ops::escalate::run(self.exec.clone(), tick));
     }
 
     /// Drives `run` in the background unless a driver of this process already is.
@@ -139,6 +163,7 @@ impl AppState {
         (name = "schedules", description = "Preventive maintenance: plans run on a cron schedule"),
         (name = "plugins", description = "Installed plugins: list, inspect, install"),
         (name = "safety", description = "Safety rails: target locks, circuit breakers, break-glass"),
+        (name = "hooks", description = "Alerts in: webhooks that start plans by the alert rules of medic.toml"),
         (name = "service", description = "Health, readiness, metrics and this document"),
     )
 )]
@@ -171,6 +196,9 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(needs(Operator, routes!(runs::retry)))
         .routes(needs(Operator, routes!(runs::skip)))
         .routes(needs(Operator, routes!(runs::done)))
+        .routes(needs(Viewer, routes!(ops::run_report)))
+        .routes(needs(Operator, routes!(ops::alertmanager)))
+        .routes(needs(Operator, routes!(ops::generic)))
         .routes(needs(Operator, routes!(schedules::create)))
         .routes(needs(Viewer, routes!(schedules::list)))
         .routes(needs(Viewer, routes!(schedules::show)))
@@ -253,8 +281,9 @@ async fn ready(State(s): Shared) -> Result<&'static str, ApiError> {
 
 /// Prometheus metrics (text exposition format 0.0.4): `medic_runs{status}` (from the
 /// database), `medic_step_duration_seconds`, `medic_plugin_call_duration_seconds`,
-/// `medic_queue_depth`, `medic_http_requests_total`, `medic_schedule_due_times_total`
-/// and `medic_schedule_fire_lag_seconds`; each `# HELP` line says
+/// `medic_queue_depth`, `medic_http_requests_total`, `medic_schedule_due_times_total`,
+/// `medic_schedule_fire_lag_seconds`, `medic_alerts_total`,
+/// `medic_notification_deliveries_total` and `medic_escalations_total`; each `# HELP` line says
 /// exactly what is counted.
 #[utoipa::path(get, path = "/metrics", tag = "service",
     responses(

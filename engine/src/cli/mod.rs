@@ -2,6 +2,7 @@
 //! on the embedded SQLite database, or with `--server URL` over the REST API of a
 //! running `medic serve` (`remote`).
 
+mod ops;
 mod plugin;
 mod progress;
 mod remote;
@@ -151,6 +152,21 @@ enum Command {
         /// The PEM private key of --tls-cert.
         #[arg(long, env = "MEDIC_TLS_KEY", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// Tests only: the clock is the system's plus the offset in ms written in
+        /// this file, read at every tick (escalation thresholds, timers, schedules).
+        #[arg(long, hide = true, env = "MEDIC_CLOCK_FILE")]
+        clock_file: Option<PathBuf>,
+    },
+    /// Print a plan as a runbook for people: Markdown with params, grants,
+    /// notifications and escalation, the DAG as a Mermaid flowchart, and each step.
+    Doc { file: PathBuf },
+    /// Print a run as a postmortem: who or what triggered it, approvals, steps with
+    /// outputs, errors and durations, escalations, notifications and the timeline.
+    Report {
+        run: String,
+        /// The report as JSON (what `GET /v1/runs/{id}/report` gives).
+        #[arg(long)]
+        json: bool,
     },
     /// Install, list and inspect plugins; create signing keys and sign plugins.
     Plugin {
@@ -366,6 +382,10 @@ impl Env {
     }
 
     fn executor(&self) -> Result<Executor<Host>> {
+        self.executor_on(Arc::new(SystemClock))
+    }
+
+    fn executor_on(&self, clock: Arc<dyn crate::executor::Clock>) -> Result<Executor<Host>> {
         let node = Node::register(&self.data_dir)?;
         let operator = self.operator()?;
         let limits = crate::executor::GlobalLimits {
@@ -375,7 +395,7 @@ impl Env {
         Ok(Executor::new(
             self.store()?,
             Arc::new(self.host_with(operator)?),
-            Arc::new(SystemClock),
+            clock,
             node,
         )
         .with_limits(limits))
@@ -453,6 +473,7 @@ async fn dispatch(cli: Cli) -> Result<u8> {
             no_auth,
             tls_cert,
             tls_key,
+            clock_file,
         } => {
             if no_auth && !listen.ip().is_loopback() {
                 anyhow::bail!(
@@ -465,7 +486,11 @@ async fn dispatch(cli: Cli) -> Result<u8> {
                 (Some(cert), Some(key)) => Some(crate::api::tls::config(cert, key)?),
                 _ => None,
             };
-            let exec = env.executor()?;
+            let exec = match clock_file {
+                Some(f) => env.executor_on(Arc::new(ops::FileClock(f)))?,
+                None => env.executor()?,
+            };
+            let operator = Arc::new(env.operator()?);
             let auth = if no_auth {
                 AuthMode::Off
             } else {
@@ -484,8 +509,10 @@ async fn dispatch(cli: Cli) -> Result<u8> {
                      Create one with: medic token create --name NAME --role admin"
                 );
             }
-            let state = crate::api::AppState::new(exec, auth);
+            let state = crate::api::AppState::with_operator(exec, auth, operator);
             let resumed = state.resume_orphans().await?;
+            // Notifications out and escalation, on the executor's clock.
+            state.spawn_ops(std::time::Duration::from_secs(1));
             // Schedules are decided once before the listener opens (so a due time
             // missed while down is handled at start-up), then every second.
             tokio::spawn(crate::api::scheduler::run(
@@ -527,6 +554,8 @@ async fn dispatch(cli: Cli) -> Result<u8> {
         Command::Schedule { command } => schedule::schedule(&env, command).await,
         Command::Locks { command } => safety::locks(&env, command).await,
         Command::Breaker { command } => safety::breaker(&env, command).await,
+        Command::Doc { file } => ops::doc(&file),
+        Command::Report { run, json } => ops::report(&env, &run, json).await,
         Command::Resume { run } => {
             let exec = env.executor()?;
             let one = run.is_some();

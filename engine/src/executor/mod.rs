@@ -183,6 +183,19 @@ pub struct Fire<'a> {
     pub submitted_by: &'a str,
 }
 
+/// A firing alert's run to start (`Executor::alert`).
+#[derive(Debug, Clone, Copy)]
+pub struct AlertStart<'a> {
+    pub fingerprint: &'a str,
+    pub starts_at: &'a str,
+    /// The alert rule that matched.
+    pub rule: &'a str,
+    pub labels: &'a Value,
+    pub plan_version: Option<u32>,
+    /// `alert:RULE`.
+    pub submitted_by: &'a str,
+}
+
 /// What the caller knows of a run it submits; all of it optional.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Submission<'a> {
@@ -395,6 +408,54 @@ impl<I: Invoker> Executor<I> {
                         at: self.now(),
                         plugin_builds: builds.clone(),
                         guard: guard.clone(),
+                    },
+                })
+                .await;
+            match created {
+                Err(store::Error::RunIdTaken(_)) if tries < 3 => tries += 1,
+                other => return Ok(other?),
+            }
+        }
+    }
+
+    /// Creates the run of a firing alert, recording the alert in the same transaction
+    /// (`Store::alert_fire`): an alert that has a run already (this firing, or an
+    /// earlier one still going) gets `AlertFired::Duplicate` and no new run.
+    pub async fn alert(
+        &self,
+        plan: &Plan,
+        params: Value,
+        alert: AlertStart<'_>,
+    ) -> Result<store::AlertFired, Error> {
+        let builds = self.plugin_builds(plan).await;
+        // An alert storm is what the safety rails are for: alert-started runs take
+        // their plan's locks, caps and breaker like any other.
+        let guard = self.guard(plan, &params)?;
+        let mut tries = 0;
+        loop {
+            let id = new_run_id(self.now());
+            let state = RunState::new(id, params.clone(), plan.steps.len());
+            let created = self
+                .inner
+                .store
+                .alert_fire(store::NewAlertRun {
+                    fingerprint: alert.fingerprint,
+                    starts_at: alert.starts_at,
+                    rule: alert.rule,
+                    labels: alert.labels,
+                    run: NewRun {
+                        guard: guard.clone(),
+                        plan_name: &plan.name,
+                        plan_version: alert.plan_version,
+                        plan_hash: &plan.hash,
+                        plan_source: &plan.canonical,
+                        step_ids: plan.steps.iter().map(|s| s.id.as_str()).collect(),
+                        state: &state,
+                        owner: Some(self.inner.node.id()),
+                        submitted_by: Some(alert.submitted_by),
+                        idempotency_key: None,
+                        at: self.now(),
+                        plugin_builds: builds.clone(),
                     },
                 })
                 .await;
@@ -712,6 +773,13 @@ impl<I: Invoker> Driver<I> {
         outcome.log.extend(objective);
         let touched: BTreeSet<usize> = outcome.touched.iter().copied().collect();
         let touched_steps: Vec<usize> = touched.iter().copied().collect();
+        let notices = crate::ops::notice::for_batch(
+            &self.plan,
+            &self.state.id,
+            self.next_seq,
+            &outcome.log,
+            at,
+        );
         let mut batch = Batch {
             run_id: self.state.id.clone(),
             run: outcome.run_changed.then(|| {
@@ -734,6 +802,7 @@ impl<I: Invoker> Driver<I> {
             events: Vec::with_capacity(outcome.log.len()),
             consumed,
             at,
+            notices,
         };
         for entry in outcome.log {
             batch.events.push((self.next_seq, entry));

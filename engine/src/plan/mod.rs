@@ -11,6 +11,7 @@
 mod diagnostic;
 mod locate;
 mod model;
+mod notify;
 mod params;
 mod raw;
 mod schema;
@@ -21,6 +22,7 @@ mod validate;
 mod tests;
 
 pub use model::*;
+pub use notify::{NoticeEvent, Notify, Tier};
 
 use serde_json::Value;
 

@@ -34,6 +34,8 @@ pub struct Plan {
     pub objective: Option<Objective>,
     /// Safety rails: target locks, blast-radius limits, the circuit breaker.
     pub safety: Safety,
+    /// The `notify` block: channels, events, step notifications, escalation tiers.
+    pub notify: super::Notify,
 }
 
 impl Plan {

@@ -203,6 +203,7 @@ pub(crate) fn plan(
     let hash = hex(&Sha256::digest(canonical.as_bytes()));
     let params_schema = params_schema(root.get("params"), &params);
     let declared = metadata.schedules.clone();
+    let notify = super::notify::validate(root.get("notify"), &index, &mut r);
     let mut plan = Plan {
         name: metadata.name,
         kind,
@@ -218,6 +219,7 @@ pub(crate) fn plan(
         schedules: Vec::new(),
         objective,
         safety,
+        notify,
     };
     plan.schedules = schedules(&plan, &declared, &mut r);
     let out = r.finish();

@@ -26,7 +26,7 @@ mod bindings;
 mod cache;
 mod capability;
 mod catalog;
-mod config;
+pub mod config;
 mod host;
 mod http;
 mod install;

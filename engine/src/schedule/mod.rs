@@ -202,7 +202,7 @@ impl Spec {
     }
 }
 
-fn parse_plan_ref(s: &str) -> Result<PlanRef, Error> {
+pub fn parse_plan_ref(s: &str) -> Result<PlanRef, Error> {
     let expected = "a registered plan as NAME@VERSION (VERSION a number from 1) or NAME";
     let (name, version) = match s.split_once('@') {
         None => (s, None),

@@ -6,6 +6,7 @@
 //! Nothing here blocks the tokio runtime.
 
 mod auth;
+mod ops;
 mod plans;
 mod safety;
 mod schedules;
@@ -23,6 +24,10 @@ use crate::run::{Entry, Ms, RunState, RunStatus, StepState, StepStatus, Stop};
 use writer::Writer;
 
 pub use auth::{AuditEntry, AuditRow, TokenRow};
+pub use ops::{
+    AlertFired, AlertRunRow, EndedEscalation, EscalationRow, NewAlertRun, Notice, NotificationRow,
+    PendingRun,
+};
 pub use plans::{PlanSummary, PlanVersion, RegisterPlan, Registered};
 pub use safety::{Acquired, BreakerRow, Caps, Grant, Guard, LockRow};
 pub use schedules::{FireRow, NewFire, ScheduleRow};
@@ -205,6 +210,8 @@ pub struct Batch {
     /// Inbox commands this batch applied.
     pub consumed: Vec<i64>,
     pub at: Ms,
+    /// Notifications its events cause, into the outbox in the same transaction.
+    pub notices: Vec<Notice>,
 }
 
 /// A new run: its plan, its initial state and its first log entries.
@@ -478,6 +485,7 @@ impl Store {
             let steps = read_steps(&tx, &run)?;
             let attempts = read_attempts(&tx, &run)?;
             let events = read_events(&tx, &run, 0)?;
+            let escalations = ops::read_escalations(&tx, &run)?;
             tx.finish().map_err(sql("ending a read of the run"))?;
             // The plan it runs, so a reader can draw its graph (an inline plan has no
             // other way to it).
@@ -509,6 +517,8 @@ impl Store {
                 "attempts": attempts,
                 "events": events,
                 "plan": plan,
+                // The severity tiers the run escalated to (`ops`), in order.
+                "escalations": escalations,
             }))
         })
         .await
@@ -1064,6 +1074,7 @@ fn apply(conn: &Connection, b: &Batch) -> Result<()> {
             .and_then(|mut s| s.execute(params![id, b.at]))
             .map_err(sql("consuming a command"))?;
     }
+    ops::enqueue(conn, &b.run_id, &b.notices, b.at)?;
     Ok(())
 }
 

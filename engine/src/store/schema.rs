@@ -222,6 +222,53 @@ CREATE TABLE breakers (
 ALTER TABLE audit ADD COLUMN reason TEXT;
 ";
 
+/// The operations loop (`ops`). `alert_runs`: one row per firing alert (fingerprint
+/// and `startsAt`) and the run it started, written in the run's own transaction, so
+/// a replayed webhook never starts a second run. `notifications`: the outbox, one row
+/// per notification and channel, written in the transaction of the run event that
+/// caused it and delivered (with retries) by `medic serve`. `run_escalations`: the
+/// severity tiers a run reached, at most once per tier; `closed_at` once the tiers'
+/// channels were told the run ended.
+const V9_OPS: &str = "
+CREATE TABLE alert_runs (
+    fingerprint TEXT NOT NULL,
+    starts_at TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    labels TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    resolved_at INTEGER,
+    resolution TEXT,
+    PRIMARY KEY (fingerprint, starts_at)
+) WITHOUT ROWID;
+CREATE INDEX alert_runs_by_run ON alert_runs(run_id);
+CREATE TABLE notifications (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    event TEXT NOT NULL,
+    step_id TEXT,
+    channel TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at INTEGER NOT NULL,
+    delivered_at INTEGER,
+    gave_up_at INTEGER,
+    last_error TEXT
+);
+CREATE INDEX notifications_due ON notifications(next_at)
+    WHERE delivered_at IS NULL AND gave_up_at IS NULL;
+CREATE INDEX notifications_by_run ON notifications(run_id);
+CREATE TABLE run_escalations (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    tier INTEGER NOT NULL,
+    severity TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    closed_at INTEGER,
+    PRIMARY KEY (run_id, tier)
+) WITHOUT ROWID;
+";
+
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), rusqlite_migration::Error> {
     Migrations::new(vec![
         M::up(V1),
@@ -232,6 +279,7 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), rusqlite_migration::E
         M::up(V6_DECLARED_SCHEDULES),
         M::up(V7_RUN_PLUGINS),
         M::up(V8_SAFETY),
+        M::up(V9_OPS),
     ])
     .to_latest(conn)
 }

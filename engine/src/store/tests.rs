@@ -67,6 +67,7 @@ async fn a_committed_batch_is_read_back_after_reopening() {
         ],
         consumed: vec![],
         at: 20,
+        notices: vec![],
     };
     store.commit(batch).await.unwrap();
     drop(store);

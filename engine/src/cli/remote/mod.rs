@@ -109,6 +109,21 @@ impl Remote {
                 PlansCommand::List { json } => self.plans(json),
                 PlansCommand::Show { plan, json } => self.plan(&plan, json),
             },
+            Command::Doc { file } => super::ops::doc(&file),
+            Command::Report { run, json } => {
+                let body = self.client.get(
+                    &format!("reading the report of run {run}"),
+                    &format!("/v1/runs/{}/report", http::segment(&run)),
+                )?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&body)?);
+                } else {
+                    let r: crate::ops::report::Report = serde_json::from_value(body)
+                        .context("the server's report is not one this medic reads")?;
+                    print!("{}", crate::ops::report::markdown(&r));
+                }
+                Ok(exit::SUCCEEDED)
+            }
             Command::Resume { run } => self.resume(run),
             Command::Approve {
                 run,

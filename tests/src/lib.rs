@@ -7,6 +7,7 @@
 //! (`consul_fixture.rs`; no agent is installable here). Modelled on ripgrep's
 //! `tests/util.rs`.
 
+mod ceph;
 mod consul_fixture;
 mod counter;
 mod etcd;
@@ -20,6 +21,7 @@ mod stub;
 mod view;
 mod wait;
 
+pub use ceph::{Ceph, CephLease};
 pub use consul_fixture::{ConsulFixture, FIXTURE_NODE, Recorded, call as consul_call};
 pub use counter::{Applied, CounterTarget};
 pub use etcd::{Etcd, etcd_snapshot_status};

@@ -151,14 +151,15 @@ impl Mgr {
             request = request.json(body);
         }
         let response = request.send().map_err(|e| {
+            // The host's message names the method and URL already.
             let message = if e.retryable {
                 format!(
-                    "Ceph mgr at {}: {}; is the mgr running with the dashboard module enabled \
+                    "Ceph mgr: {}; is the mgr running with the dashboard module enabled \
                      (`ceph mgr services` lists its URL)?",
-                    self.url, e.message
+                    e.message
                 )
             } else {
-                format!("Ceph mgr at {}: {}", self.url, e.message)
+                format!("Ceph mgr: {}", e.message)
             };
             if e.retryable {
                 Failure::retryable(message)

@@ -2,7 +2,8 @@
 //! cluster (tests/scripts/ceph.sh: one mon, one mgr with the dashboard's REST API,
 //! one memstore OSD; shared by these tests one at a time), through `medic run` of
 //! the real binary. Every effect is checked in the cluster's own state, read with the
-//! `ceph` CLI: flags in `ceph osd dump`, OSDs up/in, PG states. Bad input: a flag that
+//! `ceph` CLI: flags in `ceph osd dump`, OSDs up/in, PG states. Also medic killed
+//! mid-maintenance and resumed. Bad input: a flag that
 //! does not exist, an unknown OSD id, a wrong password, no credentials, a stopped mgr.
 
 use std::time::Duration;
@@ -153,26 +154,7 @@ fn osd_maintenance_plan_holds_noout_while_the_osd_restarts_and_unsets_it_after()
         .run(["approve", &run, "restart", "--comment", "restarted osd.0"])
         .expect_code(0, || running.describe());
     // wait-clean keeps waiting while the OSD is down...
-    medic.wait_for_run(
-        &run,
-        Duration::from_secs(60),
-        "wait-clean reporting progress while osd.0 is down",
-        |view| {
-            view.json["events"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|e| {
-                    e["kind"] == "step_progress"
-                        && e["step"] == "wait-clean"
-                        && e["data"]["message"]
-                            .as_str()
-                            .is_some_and(|m| m.contains("waiting for osd [0] to be up"))
-                })
-                .then_some(())
-        },
-        || running.describe(),
-    );
+    wait_for_osd_down_progress(&medic, &run, &running);
     assert_eq!(medic.show(&run).step_status("wait-clean"), Some("running"));
     assert!(has(&ceph.flags(), "noout"));
     // ...and finishes once it is back.
@@ -203,6 +185,69 @@ fn osd_maintenance_plan_holds_noout_while_the_osd_restarts_and_unsets_it_after()
         .expect("wait-clean reported progress")
         .clone();
     assert_eq!(last["data"]["done"], last["data"]["total"], "{last}");
+}
+
+/// Waits until `wait-clean` has reported that osd.0 is down.
+fn wait_for_osd_down_progress(medic: &Medic, run: &str, running: &medic_tests::Running) {
+    medic.wait_for_run(
+        run,
+        Duration::from_secs(60),
+        "wait-clean reporting progress while osd.0 is down",
+        |view| {
+            view.json["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| {
+                    e["kind"] == "step_progress"
+                        && e["step"] == "wait-clean"
+                        && e["data"]["message"]
+                            .as_str()
+                            .is_some_and(|m| m.contains("waiting for osd [0] to be up"))
+                })
+                .then_some(())
+        },
+        || running.describe(),
+    );
+}
+
+#[test]
+fn medic_killed_while_the_osd_is_down_resumes_and_finishes_the_maintenance() {
+    let ceph = Ceph::lease();
+    let medic = medic_for(&ceph);
+    let (running, run) = start_maintenance(&medic, &ceph, &[]);
+    wait_for_approval(&medic, &run, "ok-to-stop", &running);
+    medic
+        .run(["approve", &run, "ok-to-stop"])
+        .expect_code(0, || running.describe());
+    wait_for_approval(&medic, &run, "restart", &running);
+    ceph.stop_osd();
+    medic
+        .run(["approve", &run, "restart"])
+        .expect_code(0, || running.describe());
+    wait_for_osd_down_progress(&medic, &run, &running);
+
+    // medic dies mid-wait; the cluster keeps noout, as the run left it.
+    running.kill();
+    assert!(has(&ceph.flags(), "noout"));
+    ceph.start();
+    let out = medic.run_with_timeout(["resume", &run], Duration::from_secs(240));
+    let view = medic.show(&run);
+    out.expect_code(exit::SUCCEEDED, || view.pretty());
+    // The attempt in flight at the crash was looked at again (`observed`) and, being
+    // read-only, called again: it waited for the OSD and succeeded.
+    let events = view.json["events"].as_array().unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "observed" && e["step"] == "wait-clean"),
+        "{}",
+        view.pretty()
+    );
+    assert_eq!(view.step("wait-clean").status, "succeeded");
+    assert_eq!(view.step("set-flags").attempt, 1, "{}", view.pretty());
+    assert!(!has(&ceph.flags(), "noout"));
+    assert_eq!(ceph.osd(0), (true, true));
 }
 
 #[test]

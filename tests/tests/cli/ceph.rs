@@ -3,8 +3,8 @@
 //! one memstore OSD; shared by these tests one at a time), through `medic run` of
 //! the real binary. Every effect is checked in the cluster's own state, read with the
 //! `ceph` CLI: flags in `ceph osd dump`, OSDs up/in, PG states. Also medic killed
-//! mid-maintenance and resumed. Bad input: a flag that
-//! does not exist, an unknown OSD id, a wrong password, no credentials, a stopped mgr.
+//! mid-maintenance and resumed. Bad input: a flag that does not exist, an unknown
+//! OSD id, a wrong password, no credentials, a stopped mgr.
 
 use std::time::Duration;
 

@@ -3,7 +3,8 @@
 # ceph-mon, ceph-mgr, ceph-osd, ceph-common and ceph-mgr-dashboard (Debian) if missing,
 # then starts on 127.0.0.1, with everything under DIR: one mon (msgr v2 on a free
 # port), one mgr with the dashboard module serving its REST API over plain HTTP on a
-# free port, one OSD on memstore, and a pool `medic` of size 1. Waits until the
+# free port, one OSD on memstore, and a pool `medic` of size 1 holding 16 objects
+# (`medic-1` ... `medic-16`, 4 KiB each). Waits until the
 # cluster is HEALTH_OK with every placement group active+clean and the REST API
 # answers, then prints two lines on stdout:
 #
@@ -105,7 +106,7 @@ api_up() {
     [ "$code" = 401 ] || [ "$code" = 200 ]
 }
 
-# HEALTH_OK (or only warnings this lone test cluster cannot help), all PGs active+clean.
+# Every placement group active+clean.
 settled() {
     local pgs
     pgs="$(c pg stat --format json 2>/dev/null)" || return 1
@@ -132,22 +133,29 @@ start_osd() {
     echo $! >"$DIR/osd.pid"
 }
 
+# Retries COMMAND until it succeeds or SECONDS of wall-clock time have passed (a
+# single try may itself take up to 20 s: the CLI waits for an absent mon).
 wait_for() { # SECONDS WHAT COMMAND...
     local seconds="$1" what="$2"
     shift 2
-    for _ in $(seq 1 $((seconds * 4))); do
+    local until=$((SECONDS + seconds))
+    while [ "$SECONDS" -lt "$until" ]; do
         "$@" && return 0
         sleep 0.25
     done
     say "$what did not happen within $seconds s; logs in $DIR/log"
-    tail -15 "$DIR/log/"*.log >&2 2>/dev/null || true
+    tail -n 15 "$DIR/log/"*.log >&2 2>/dev/null || true
     return 1
 }
 
-mon_up() { c mon stat >/dev/null 2>&1; }
+mon_up() { timeout 10 ceph -c "$CONF" mon stat >/dev/null 2>&1; }
+# The mon could not bind its port (taken since the free-port check).
+mon_bind_failed() { grep -q "unable to bind monitor" "$DIR/log/mon.a.log" 2>/dev/null; }
 osd_up() { c osd dump --format json 2>/dev/null | grep -q '"up":1'; }
 
-if [ ! -s "$DIR/created" ]; then
+# Creates a fresh cluster; fails (status 3) when a port it picked was taken before the
+# daemon bound it, so the caller can try other ports.
+create() {
     # A fresh cluster: configuration, keys, mon store, OSD, dashboard. Daemons of a
     # creation that failed half-way go first.
     stop_daemon osd
@@ -210,7 +218,10 @@ EOF
         >>"$DIR/log/mon.out" 2>&1
     cp "$DIR/mon.keyring" "$DIR/mon/keyring"
     start_mon
-    wait_for 30 "the mon answering" mon_up
+    if ! wait_for 30 "the mon answering" mon_up; then
+        mon_bind_failed && { stop_daemon mon; exit 3; }
+        exit 1
+    fi
 
     c auth get-or-create mgr.x mon 'allow profile mgr' osd 'allow *' mds 'allow *' >"$DIR/mgr/keyring"
     c config set mgr mgr/dashboard/ssl false --force
@@ -228,16 +239,46 @@ EOF
     start_osd
     wait_for 60 "the OSD coming up" osd_up
 
-    wait_for 60 "the dashboard's REST API answering" api_up
+    if ! wait_for 60 "the dashboard's REST API answering" api_up; then
+        if grep -q "Address already in use\|port .* already in use\|OSError" "$DIR/log/mgr.x.log" 2>/dev/null; then
+            stop_daemon osd; stop_daemon mgr; stop_daemon mon
+            exit 3
+        fi
+        exit 1
+    fi
     password="medic-Dash-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
     printf '%s' "$password" >"$DIR/dashboard-password"
     # The mgr publishes a module's commands a moment after the module serves.
     add_user() { c dashboard ac-user-create medic -i "$DIR/dashboard-password" administrator >/dev/null 2>&1; }
     wait_for 60 "the dashboard's commands" add_user
-    c osd pool create medic 8 8 >/dev/null 2>&1
-    c osd pool set medic size 1 --yes-i-really-mean-it >/dev/null 2>&1
-    c osd pool application enable medic rados >/dev/null
+    c osd pool create medic 8 8 >&2
+    c osd pool application enable medic rados >&2
+    # Some data, so placement groups hold objects through an OSD's restart or out/in.
+    head -c 4096 /dev/urandom >"$DIR/object"
+    for i in $(seq 1 16); do
+        timeout 20 rados -c "$CONF" -p medic put "medic-$i" "$DIR/object"
+    done
     echo "$fsid" >"$DIR/created"
+}
+
+if [ ! -s "$DIR/created" ]; then
+    for attempt in 1 2 3 4 5; do
+        # A subshell of its own with errexit in force (not in a tested context,
+        # where bash would ignore errexit).
+        set +e
+        (
+            set -e
+            create
+        )
+        status=$?
+        set -e
+        [ "$status" = 0 ] && break
+        if [ "$status" = 3 ] && [ "$attempt" -lt 5 ]; then
+            say "a port was taken before a daemon could bind it; trying other ports"
+            continue
+        fi
+        exit 1
+    done
 else
     # The cluster exists: start whichever daemon is not running (mon, mgr, OSD).
     daemon_pid mon >/dev/null || start_mon

@@ -193,6 +193,31 @@ impl Ceph {
         total > 0 && clean == total
     }
 
+    /// The objects of the pool `medic` (`rados ls`): the script wrote `medic-1` ...
+    /// `medic-16`.
+    pub fn objects(&self) -> Vec<String> {
+        let out = Command::new("timeout")
+            .arg("30")
+            .arg("rados")
+            .arg("-c")
+            .arg(&self.conf)
+            .args(["-p", "medic", "ls"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run rados (Debian: apt-get install -y ceph-common)");
+        assert!(
+            out.status.success(),
+            "rados ls failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(String::from)
+            .collect();
+        names.sort();
+        names
+    }
+
     /// Stops the OSD (SIGTERM, as `systemctl stop` does); the next lease or `start`
     /// brings it back with its data.
     pub fn stop_osd(&self) {

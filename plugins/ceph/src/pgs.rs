@@ -284,6 +284,12 @@ pub struct WaitCleanParams {
     #[serde(default = "default_poll")]
     #[schemars(range(min = 1, max = 60))]
     pub poll_s: u64,
+    /// Seconds the cluster must stay all active+clean before the wait ends: the mgr
+    /// hears the OSDs' PG stats every few seconds (`mgr_stats_period`, 5 s), so right
+    /// after a change (an OSD marked in) it may still report the state from before.
+    #[serde(default = "default_settle")]
+    #[schemars(range(max = 600))]
+    pub settle_s: u64,
     /// OSDs that must also be up (e.g. the one just restarted: right after a restart
     /// its PGs may still look clean until the mons notice it went down).
     #[serde(default)]
@@ -296,6 +302,10 @@ fn default_deadline() -> u64 {
 
 fn default_poll() -> u64 {
     2
+}
+
+fn default_settle() -> u64 {
+    5
 }
 
 #[derive(Serialize, JsonSchema)]
@@ -315,7 +325,7 @@ impl TypedAction for WaitClean {
     const NAME: &'static str = "wait-clean";
     const EFFECT: Effect = Effect::ReadOnly;
     const DESCRIPTION: &'static str = "Waits until every placement group is active+clean (and \
-         given OSDs are up), reporting progress, up to a deadline";
+         given OSDs are up) for `settle_s`, reporting progress, up to a deadline";
     type Params = WaitCleanParams;
     type Output = WaitCleanOutput;
 
@@ -326,6 +336,8 @@ impl TypedAction for WaitClean {
         }
         let started = Instant::now();
         let deadline = Duration::from_secs(p.deadline_s);
+        let settle = Duration::from_secs(p.settle_s);
+        let mut clean_since: Option<Instant> = None;
         let mut polls = 0;
         loop {
             polls += 1;
@@ -349,6 +361,11 @@ impl TypedAction for WaitClean {
             }
             medic_sdk::progress(clean, pgs, &message);
             if pgs > 0 && clean == pgs && down.is_empty() {
+                let since = *clean_since.get_or_insert_with(Instant::now);
+                if since.elapsed() < settle {
+                    std::thread::sleep(Duration::from_secs(p.poll_s).min(settle));
+                    continue;
+                }
                 return Ok(WaitCleanOutput {
                     pgs,
                     pgs_active_clean: clean,
@@ -356,6 +373,7 @@ impl TypedAction for WaitClean {
                     polls,
                 });
             }
+            clean_since = None;
             if started.elapsed() + Duration::from_secs(p.poll_s) > deadline {
                 return Err(Failure::retryable(format!(
                     "after {} s the cluster behind {} still has {message}; check `ceph health \

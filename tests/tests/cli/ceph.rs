@@ -126,6 +126,8 @@ fn wait_for_approval(medic: &Medic, run: &str, step: &str, running: &medic_tests
 fn osd_maintenance_plan_holds_noout_while_the_osd_restarts_and_unsets_it_after() {
     let ceph = Ceph::lease();
     let medic = medic_for(&ceph);
+    let objects = ceph.objects();
+    assert_eq!(objects.len(), 16, "{objects:?}");
     let (running, run) = start_maintenance(&medic, &ceph, &["flags=[\"noout\",\"norebalance\"]"]);
 
     wait_for_approval(&medic, &run, "ok-to-stop", &running);
@@ -170,6 +172,7 @@ fn osd_maintenance_plan_holds_noout_while_the_osd_restarts_and_unsets_it_after()
     );
     assert_eq!(ceph.osd(0), (true, true));
     assert!(ceph.all_clean());
+    assert_eq!(ceph.objects(), objects, "the OSD came back with its data");
     let after = &view.step("status-after").output;
     assert_eq!(after["pgs"], after["pgs_active_clean"], "{after}");
     assert_eq!(after["osds_up"], 1, "{after}");

@@ -218,9 +218,11 @@ EOF
         >>"$DIR/log/mon.out" 2>&1
     cp "$DIR/mon.keyring" "$DIR/mon/keyring"
     start_mon
-    if ! wait_for 30 "the mon answering" mon_up; then
-        mon_bind_failed && { stop_daemon mon; exit 3; }
-        exit 1
+    mon_up_or_unbound() { mon_bind_failed || mon_up; }
+    wait_for 30 "the mon answering" mon_up_or_unbound
+    if mon_bind_failed; then
+        stop_daemon mon
+        exit 3
     fi
 
     c auth get-or-create mgr.x mon 'allow profile mgr' osd 'allow *' mds 'allow *' >"$DIR/mgr/keyring"

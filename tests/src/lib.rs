@@ -8,6 +8,7 @@
 //! `tests/util.rs`.
 //! The kafka plugin's broker is `kafka.rs` (tansu, through tests/scripts/kafka.sh).
 
+mod ceph;
 pub mod chaos;
 mod consul_fixture;
 mod counter;
@@ -24,6 +25,7 @@ mod stub;
 mod view;
 mod wait;
 
+pub use ceph::{Ceph, CephLease};
 pub use consul_fixture::{ConsulFixture, FIXTURE_NODE, Recorded, call as consul_call};
 pub use counter::{Applied, CounterTarget};
 pub use etcd::{Etcd, etcd_snapshot_status};

@@ -9,6 +9,8 @@ mod api;
 mod approval;
 #[path = "cli/auth.rs"]
 mod auth;
+#[path = "cli/ceph.rs"]
+mod ceph;
 #[path = "cli/chaos.rs"]
 mod chaos;
 #[path = "cli/consul.rs"]

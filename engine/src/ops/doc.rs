@@ -74,6 +74,59 @@ pub fn render(plan: &Plan) -> String {
     }
     o.push('\n');
 
+    if let Some(obj) = &plan.objective {
+        o.push_str(
+            "## Recovery time objective
+
+",
+        );
+        let from = obj.from.map_or("the run's start".to_string(), |i| {
+            format!("the end of `{}`", plan.steps[i].id)
+        });
+        let to = obj.to.map_or("the run's end".to_string(), |i| {
+            format!("the end of `{}`", plan.steps[i].id)
+        });
+        let _ = writeln!(
+            o,
+            "At most **{}** from {from} to {to}; each run records whether it met it.\n",
+            humantime::format_duration(obj.within)
+        );
+    }
+
+    let safety = &plan.safety;
+    if !safety.locks.is_empty() || safety.breaker.is_some() {
+        o.push_str(
+            "## Safety rails
+
+",
+        );
+        for l in &safety.locks {
+            let _ = writeln!(o, "- Lock `{}` ({})", l.name, l.mode.as_str());
+        }
+        if !safety.locks.is_empty() {
+            let busy = match safety.on_lock_busy {
+                crate::plan::OnBusy::Wait => "wait for it",
+                crate::plan::OnBusy::Refuse => "are refused",
+            };
+            let _ = writeln!(o, "- Runs that find a lock held {busy}");
+        }
+        if let Some(n) = safety.limits.concurrent_targets {
+            let _ = writeln!(o, "- At most {n} targets at once");
+        }
+        if let Some(n) = safety.limits.targets_per_hour {
+            let _ = writeln!(o, "- At most {n} targets per hour");
+        }
+        if let Some(b) = safety.breaker {
+            let _ = writeln!(
+                o,
+                "- Breaker: {} failed runs within {} stop new runs until an admin resets it",
+                b.failures,
+                humantime::format_duration(b.window)
+            );
+        }
+        o.push('\n');
+    }
+
     let n = &plan.notify;
     if !n.is_empty() {
         o.push_str("## Notifications and escalation\n\n");
@@ -256,7 +309,15 @@ mod tests {
     fn runbooks_of_the_shipped_plans() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plans");
         let mut files = Vec::new();
-        for dir in ["examples", "mysql", "etcd", "consul", "maintenance"] {
+        for dir in [
+            "examples",
+            "mysql",
+            "etcd",
+            "consul",
+            "kafka",
+            "ceph",
+            "maintenance",
+        ] {
             for e in std::fs::read_dir(root.join(dir)).unwrap() {
                 let p = e.unwrap().path();
                 if p.extension().is_some_and(|x| x == "yaml") {

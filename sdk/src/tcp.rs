@@ -28,7 +28,8 @@ pub fn connect(address: &str, timeout: Option<Duration>) -> Result<TcpStream, Fa
             // wall-clock timeout of the call still bounds it.
             Err(e) if e.kind() == io::ErrorKind::Unsupported => TcpStream::connect(addr),
             other => other,
-        };
+        }
+        .and_then(established);
         match result {
             Ok(stream) => return Ok(stream),
             Err(e) => last = Some(e),
@@ -36,6 +37,21 @@ pub fn connect(address: &str, timeout: Option<Duration>) -> Result<TcpStream, Fa
     }
     let e = last.unwrap_or_else(|| io::Error::other("no address to connect to"));
     Err(connect_failure(address, &e))
+}
+
+/// `stream` if it is connected. On wasm32-wasip2, std's `connect_timeout` returns
+/// `Ok` for a refused connection (it cannot read the socket's pending error), and
+/// the refusal only shows at the first read or write as "not connected"; asking for
+/// the peer's address tells at once. Plugins that connect with std directly should
+/// pass their stream through this too.
+pub fn established(stream: TcpStream) -> io::Result<TcpStream> {
+    match stream.peer_addr() {
+        Ok(_) => Ok(stream),
+        Err(e) => Err(io::Error::new(
+            io::ErrorKind::ConnectionRefused,
+            format!("the connection was not established (refused or unreachable): {e}"),
+        )),
+    }
 }
 
 /// `ip:port`, `[v6]:port`, or `localhost:port` (tried as 127.0.0.1, then ::1). Any

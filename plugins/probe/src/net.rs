@@ -19,7 +19,8 @@ pub fn connect(address: &str, timeout: Option<Duration>) -> Result<TcpStream, Fa
         },
         (Ok(addr), None) => TcpStream::connect(addr),
         (Err(_), _) => TcpStream::connect(address),
-    };
+    }
+    .and_then(medic_sdk::tcp::established);
     result.map_err(|e| connect_failure(address, &e))
 }
 

@@ -204,3 +204,36 @@ fn a_step_past_the_plugin_cpu_budget_fails_with_the_budget_named() {
         "{out}"
     );
 }
+
+/// Reported by two plugin authors: on wasm32-wasip2, std's `connect_timeout` said Ok
+/// to a refused port (the refusal only showed at the first read as "not connected"),
+/// so `probe/tcp-check` with `timeout_ms` passed against a closed port. Connections
+/// now go through `medic_sdk::tcp::established`, with and without a deadline.
+#[test]
+fn a_tcp_check_of_a_closed_port_fails_with_and_without_a_deadline() {
+    let medic = Medic::new();
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    for with in [
+        format!("{{ address: \"{closed}\", timeout_ms: 500 }}"),
+        format!("{{ address: \"{closed}\" }}"),
+    ] {
+        let plan = medic.write(
+            "check.yaml",
+            &format!(
+                "apiVersion: medic/v1\nkind: RecoveryPlan\nmetadata: {{ name: check }}\n\
+                 plugins: {{ probe: {{ use: probe@0.1, grants: {{ connect: [\"{closed}\"] }} }} }}\n\
+                 steps: [{{ id: check, uses: probe/tcp-check, with: {with} }}]\n"
+            ),
+        );
+        let out = medic.run(["run", plan.to_str().unwrap()]);
+        out.expect_code(exit::FAILED, || format!("{with}\n{out}"));
+        assert!(
+            out.stdout
+                .contains(&format!("connecting to {closed} failed")),
+            "{with}\n{out}"
+        );
+    }
+}

@@ -39,6 +39,9 @@ build: plugins ui
 
 test: build
 	cargo test --release --workspace
+	# The plugins' own unit tests (their pure parts, on the host; probe and the hostile
+	# fixtures only build for wasm32-wasip2, and are tested through medic above).
+	cd plugins && cargo test --release -p ceph -p consul -p etcd -p kafka -p mysql
 
 # medic's main job on embedded defaults: run a recovery plan (database under
 # ~/.local/state/medic; no server needed).

@@ -56,6 +56,40 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// A plan named `name` whose `steps` run one after the other (each step gets the
+/// previous one in `needs`), with `plugins` as written: what the per-plugin tests
+/// build to try actions one at a time.
+pub fn sequential_plan(
+    name: &str,
+    plugins: serde_json::Value,
+    steps: serde_json::Value,
+) -> serde_json::Value {
+    let mut previous: Option<String> = None;
+    let steps: Vec<serde_json::Value> = steps
+        .as_array()
+        .expect("steps is an array")
+        .iter()
+        .cloned()
+        .map(|mut step| {
+            let id = step["id"]
+                .as_str()
+                .expect("each step has an id")
+                .to_string();
+            if let Some(before) = previous.replace(id) {
+                step["needs"] = serde_json::json!([before]);
+            }
+            step
+        })
+        .collect();
+    serde_json::json!({
+        "apiVersion": "medic/v1",
+        "kind": "RecoveryPlan",
+        "metadata": {"name": name},
+        "plugins": plugins,
+        "steps": steps,
+    })
+}
+
 /// A plan file shipped with the tests (`tests/plans/NAME`).
 pub fn plan(name: &str) -> PathBuf {
     let path = repo_root().join("tests/plans").join(name);

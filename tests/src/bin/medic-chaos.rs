@@ -1,7 +1,7 @@
 //! The chaos harness by hand (RELIABILITY.md):
 //!
 //! ```text
-//! cargo build --release -p medic && make plugins
+//! make build
 //! cargo run --release -p medic-tests --bin medic-chaos -- --rounds 1000 [--seed N]
 //! ```
 //!

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use medic_tests::{Ceph, CephLease, Finished, Medic, RunView, repo_root};
+use medic_tests::{Ceph, CephLease, Finished, Medic, RunView, repo_root, sequential_plan};
 use serde_json::{Value, json};
 
 use crate::exit;
@@ -44,26 +44,11 @@ fn with(ceph: &Ceph, extra: Value) -> Value {
 /// Runs a plan of `steps` (one after the other) with the ceph plugin granted the API
 /// origin and the password secret.
 fn run_steps(medic: &Medic, ceph: &Ceph, steps: Value) -> (Finished, RunView) {
-    let mut previous: Option<String> = None;
-    let steps: Vec<Value> = steps
-        .as_array()
-        .unwrap()
-        .iter()
-        .cloned()
-        .map(|mut step| {
-            if let Some(before) = previous.replace(step["id"].as_str().unwrap().to_string()) {
-                step["needs"] = json!([before]);
-            }
-            step
-        })
-        .collect();
-    let plan = json!({
-        "apiVersion": "medic/v1",
-        "kind": "RecoveryPlan",
-        "metadata": {"name": "ceph-test"},
-        "plugins": {"ceph": {"use": "ceph@0.1", "grants": {"http": [ceph.api], "secrets": [SECRET]}}},
-        "steps": steps,
-    });
+    let plan = sequential_plan(
+        "ceph-test",
+        json!({"ceph": {"use": "ceph@0.1", "grants": {"http": [ceph.api], "secrets": [SECRET]}}}),
+        steps,
+    );
     let path = medic.write("plan.json", &serde_json::to_string_pretty(&plan).unwrap());
     let out = medic.run_with_timeout(["run".as_ref(), path.as_os_str()], Duration::from_secs(240));
     let view = medic.show(&run_id(&out));

@@ -12,7 +12,9 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use medic_tests::{Finished, Kafka, KafkaStall, Medic, RunView, Server, repo_root};
+use medic_tests::{
+    Finished, Kafka, KafkaStall, Medic, RunView, Server, repo_root, sequential_plan,
+};
 use serde_json::{Value, json};
 
 use crate::exit;
@@ -28,26 +30,11 @@ struct Outage {
 
 /// Runs a plan of `steps` (kafka steps, one after the other) granted `bootstrap`.
 fn run_steps(medic: &Medic, bootstrap: &str, steps: Value) -> (Finished, RunView) {
-    let mut previous: Option<String> = None;
-    let steps: Vec<Value> = steps
-        .as_array()
-        .expect("steps is an array")
-        .iter()
-        .cloned()
-        .map(|mut step| {
-            if let Some(before) = previous.replace(step["id"].as_str().unwrap().to_string()) {
-                step["needs"] = json!([before]);
-            }
-            step
-        })
-        .collect();
-    let plan = json!({
-        "apiVersion": "medic/v1",
-        "kind": "RecoveryPlan",
-        "metadata": {"name": "kafka-test"},
-        "plugins": {"kafka": {"use": "kafka@0.1", "grants": {"connect": [bootstrap]}}},
-        "steps": steps,
-    });
+    let plan = sequential_plan(
+        "kafka-test",
+        json!({"kafka": {"use": "kafka@0.1", "grants": {"connect": [bootstrap]}}}),
+        steps,
+    );
     let path = medic.write("plan.json", &serde_json::to_string_pretty(&plan).unwrap());
     let out = medic.run(["run".as_ref(), path.as_os_str()]);
     let view = medic.show(&run_id(&out));

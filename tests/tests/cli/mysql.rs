@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use medic_tests::{
     ADMIN_PASSWORD, ADMIN_USER, APP_PASSWORD, APP_USER, MariaDb, MariaDbPair, Medic, REPL_PASSWORD,
     REPL_USER, RunView, Running, Scrape, Server, TEST_PASSWORD, TEST_USER, repo_root,
+    sequential_plan,
 };
 use serde_json::{Value, json};
 
@@ -230,29 +231,14 @@ impl Group {
 
     /// Runs a plan of mysql steps (one after the other) written by the test.
     fn run_steps(&self, steps: Value) -> (medic_tests::Finished, RunView) {
-        let mut previous: Option<String> = None;
-        let steps: Vec<Value> = steps
-            .as_array()
-            .unwrap()
-            .iter()
-            .cloned()
-            .map(|mut step| {
-                if let Some(before) = previous.replace(step["id"].as_str().unwrap().to_string()) {
-                    step["needs"] = json!([before]);
-                }
-                step
-            })
-            .collect();
-        let plan = json!({
-            "apiVersion": "medic/v1",
-            "kind": "RecoveryPlan",
-            "metadata": {"name": "mysql-test"},
-            "plugins": {"mysql": {"use": "mysql@0.1", "grants": {
+        let plan = sequential_plan(
+            "mysql-test",
+            json!({"mysql": {"use": "mysql@0.1", "grants": {
                 "sql": ["primary", "replica", "nowhere"],
                 "secrets": ["mysql-repl-password"],
-            }}},
-            "steps": steps,
-        });
+            }}}),
+            steps,
+        );
         let path = self
             .medic
             .write("plan.json", &serde_json::to_string_pretty(&plan).unwrap());

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use medic_tests::{
     Finished, LIMITED_PASSWORD, LIMITED_USER, MariaDb, Medic, RunView, TEST_PASSWORD, TEST_USER,
-    poll_until,
+    poll_until, sequential_plan,
 };
 use serde_json::{Value, json};
 
@@ -59,24 +59,11 @@ impl Sql {
     /// Runs a plan of `steps` (probe steps, one after the other) whose probe is
     /// granted the SQL connections `grants`.
     fn run(&self, grants: &[&str], steps: Value) -> (Finished, RunView) {
-        let steps = steps.as_array().expect("steps is an array").clone();
-        let mut previous: Option<String> = None;
-        let steps: Vec<Value> = steps
-            .into_iter()
-            .map(|mut step| {
-                if let Some(before) = previous.replace(step["id"].as_str().unwrap().to_string()) {
-                    step["needs"] = json!([before]);
-                }
-                step
-            })
-            .collect();
-        let plan = json!({
-            "apiVersion": "medic/v1",
-            "kind": "RecoveryPlan",
-            "metadata": {"name": "sql-test"},
-            "plugins": {"probe": {"use": "probe@0.1", "grants": {"sql": grants}}},
-            "steps": steps,
-        });
+        let plan = sequential_plan(
+            "sql-test",
+            json!({"probe": {"use": "probe@0.1", "grants": {"sql": grants}}}),
+            steps,
+        );
         let path = self
             .medic
             .write("plan.json", &serde_json::to_string_pretty(&plan).unwrap());

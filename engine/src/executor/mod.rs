@@ -329,6 +329,32 @@ impl<I: Invoker> Executor<I> {
         self.inner.progress.subscribe()
     }
 
+    /// The row of a new run of `plan` in `state`, owned by this process, with its
+    /// safety `guard` and pinned plugin `builds`; submit, fire and alert add who
+    /// asked for it.
+    fn new_run<'a>(
+        &'a self,
+        plan: &'a Plan,
+        state: &'a RunState,
+        guard: &store::Guard,
+        builds: &[(String, String)],
+    ) -> NewRun<'a> {
+        NewRun {
+            plan_name: &plan.name,
+            plan_version: None,
+            plan_hash: &plan.hash,
+            plan_source: &plan.canonical,
+            step_ids: plan.steps.iter().map(|s| s.id.as_str()).collect(),
+            state,
+            owner: Some(self.inner.node.id()),
+            submitted_by: None,
+            idempotency_key: None,
+            at: self.now(),
+            plugin_builds: builds.to_vec(),
+            guard: guard.clone(),
+        }
+    }
+
     /// Stores the plan and a new run of it with bound `params`, owned by this
     /// process. Returns the run id; `drive` runs it.
     pub async fn create(&self, plan: &Plan, params: Value) -> Result<String, Error> {
@@ -354,18 +380,10 @@ impl<I: Invoker> Executor<I> {
                 .inner
                 .store
                 .create_run(NewRun {
-                    guard: guard.clone(),
-                    plan_name: &plan.name,
                     plan_version: how.plan_version,
-                    plan_hash: &plan.hash,
-                    plan_source: &plan.canonical,
-                    step_ids: plan.steps.iter().map(|s| s.id.as_str()).collect(),
-                    state: &state,
-                    owner: Some(self.inner.node.id()),
                     submitted_by: how.submitted_by,
                     idempotency_key: how.idempotency_key,
-                    at: self.now(),
-                    plugin_builds: builds.clone(),
+                    ..self.new_run(plan, &state, &guard, &builds)
                 })
                 .await;
             match created {
@@ -396,18 +414,9 @@ impl<I: Invoker> Executor<I> {
                     due: fire.due,
                     fire_at: fire.at,
                     run: NewRun {
-                        plan_name: &plan.name,
                         plan_version: fire.plan_version,
-                        plan_hash: &plan.hash,
-                        plan_source: &plan.canonical,
-                        step_ids: plan.steps.iter().map(|s| s.id.as_str()).collect(),
-                        state: &state,
-                        owner: Some(self.inner.node.id()),
                         submitted_by: Some(fire.submitted_by),
-                        idempotency_key: None,
-                        at: self.now(),
-                        plugin_builds: builds.clone(),
-                        guard: guard.clone(),
+                        ..self.new_run(plan, &state, &guard, &builds)
                     },
                 })
                 .await;
@@ -444,18 +453,9 @@ impl<I: Invoker> Executor<I> {
                     rule: alert.rule,
                     labels: alert.labels,
                     run: NewRun {
-                        guard: guard.clone(),
-                        plan_name: &plan.name,
                         plan_version: alert.plan_version,
-                        plan_hash: &plan.hash,
-                        plan_source: &plan.canonical,
-                        step_ids: plan.steps.iter().map(|s| s.id.as_str()).collect(),
-                        state: &state,
-                        owner: Some(self.inner.node.id()),
                         submitted_by: Some(alert.submitted_by),
-                        idempotency_key: None,
-                        at: self.now(),
-                        plugin_builds: builds.clone(),
+                        ..self.new_run(plan, &state, &guard, &builds)
                     },
                 })
                 .await;
